@@ -1,0 +1,134 @@
+"""Command line: `python -m musicstyle transfer CONTENT STYLE --out OUT.wav [--json S.json]`.
+
+Every `TransferConfig` field becomes an option (`kernel_width` -> `--kernel-width`), with the
+config's default, so the CLI never holds a default of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .config import FIELDS, TransferConfig, make_config
+from .errors import MusicStyleError
+
+
+def flag(name: str) -> str:
+    return FIELDS[name].metadata.get("cli") or "--" + name.replace("_", "-")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One option per TransferConfig field; unset options keep the config default."""
+    group = parser.add_argument_group("run settings (defaults: the base paper's)")
+    for name, f in FIELDS.items():
+        choices = f.metadata.get("choices")
+        default = f.default
+        shown = "none" if default is None else default
+        group.add_argument(flag(name), dest=name, default=None, metavar=None if choices else name.upper(),
+                           choices=choices, help=f"{f.metadata['help']} (default: {shown})")
+
+
+def config_from_args(args: argparse.Namespace, base: TransferConfig | None = None) -> TransferConfig:
+    values = (base or TransferConfig()).to_dict()
+    values.update({name: getattr(args, name) for name in FIELDS if getattr(args, name, None) is not None})
+    return make_config(values)
+
+
+def check_writable(path: Path) -> None:
+    """Fail early, before any work, if an output cannot be written."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise MusicStyleError(f"output path is a folder: {path}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise MusicStyleError(f"cannot create output folder {folder}: {err.strerror}") from None
+    if not os.access(folder, os.W_OK):
+        raise MusicStyleError(f"output folder is not writable: {folder}")
+
+
+def progress_printer(label: str = "") -> Callable[[int, int, float], None]:
+    """A progress callback printing iteration, loss and ETA to stderr about every 2 seconds."""
+    start = time.perf_counter()
+    last = [0.0]
+
+    def show(iteration: int, total: int, loss: float) -> None:
+        now = time.perf_counter() - start
+        if now - last[0] < 2.0 and iteration < total:
+            return
+        last[0] = now
+        eta = now / iteration * (total - iteration)
+        print(f"{label}iteration {iteration}/{total}  loss {loss:.6g}  {now:.0f} s  ETA {eta:.0f} s",
+              file=sys.stderr, flush=True)
+
+    return show
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from .audio import write_wav
+    from .io import write_json
+    from .report import plot_spectrograms
+    from .transfer import load_pair, run_transfer
+
+    config = config_from_args(args)
+    out = Path(args.out)
+    png = Path(args.png) if args.png else out.with_suffix(".png")
+    outputs = [out, png] + ([Path(args.json)] if args.json else [])
+    for path in outputs:
+        check_writable(path)
+    pair = load_pair(args.content, args.style, config)
+    print(f"content {args.content}, style {args.style}: {pair.content.shape[0]} bins x {pair.content.shape[1]} frames",
+          file=sys.stderr)
+    result = run_transfer(pair, config, progress=progress_printer())
+    summary = result.summary() | {"content": str(args.content), "style": str(args.style), "out": str(out)}
+    write_wav(out, result.audio, config.sample_rate_hz)
+    plot_spectrograms({"content": pair.content, "style": pair.style, "result": result.optimization.spectrogram},
+                      png, config.sample_rate_hz, config.hop,
+                      title=f"final loss {result.optimization.final_loss:.1f} ({config.activation}, "
+                            f"alpha {config.alpha:g}, beta {config.beta:g})")
+    if args.json:
+        write_json(args.json, summary)
+    o = result.optimization
+    print(f"final loss {o.final_loss:.4f} (content {o.content_loss:.4f}, style {o.style_loss:.4f}) after "
+          f"{o.iterations} iterations, {o.evaluations} evaluations, {o.optimize_seconds:.1f} s "
+          f"({o.seconds_per_evaluation * 1000:.0f} ms/evaluation); Griffin-Lim {result.reconstruct_seconds:.1f} s")
+    m = result.measures
+    print(f"fair measures: style distance {m.style_distance:.3f}, content distance {m.content_distance:.3f}, "
+          f"spectral convergence {m.spectral_convergence:.3f}, quality score {m.quality_score:.3f}")
+    print(f"wrote {out}, {png}" + (f", {args.json}" if args.json else ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m musicstyle", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    transfer = commands.add_parser("transfer", help="style-transfer one content song with one style song")
+    transfer.add_argument("content", help="content audio file (wav, flac, ogg/opus, mp3)")
+    transfer.add_argument("style", help="style audio file")
+    transfer.add_argument("--out", required=True, help="output WAV")
+    transfer.add_argument("--json", help="write the summary as JSON here")
+    transfer.add_argument("--png", help="spectrogram figure (default: OUT with .png)")
+    add_config_arguments(transfer)
+    transfer.set_defaults(func=cmd_transfer)
+    return parser
+
+
+def run_cli(main: Callable[[], int]) -> int:
+    """Run an entry point: a MusicStyleError is one line on stderr and exit status 2, never a traceback."""
+    try:
+        return main()
+    except MusicStyleError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_cli(lambda: args.func(args))
