@@ -1,0 +1,41 @@
+"""Shared test fixtures: generated audio, and the paper's songs where ../shared has them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER_SONGS = REPO.parent / "shared" / "paper-songs"
+
+
+def tone_mix(seconds: float, sample_rate_hz: int, freqs: tuple[float, ...], seed: int = 0) -> np.ndarray:
+    """A short test signal: a few sines with a slow amplitude envelope plus a little noise."""
+    t = np.arange(int(seconds * sample_rate_hz)) / sample_rate_hz
+    rng = np.random.default_rng(seed)
+    signal = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) for f in freqs)
+    envelope = 0.6 + 0.4 * np.sin(2 * np.pi * 1.5 * t)
+    return (0.2 * signal * envelope + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+@pytest.fixture
+def song_pair(tmp_path: Path) -> tuple[Path, Path]:
+    """Two generated 1.5 s clips: a 'content' (stereo WAV, 16 kHz) and a 'style' (mono FLAC, 8 kHz)."""
+    content = tmp_path / "content.wav"
+    style = tmp_path / "style.flac"
+    mono = tone_mix(1.5, 16000, (220.0, 330.0, 440.0), seed=1)
+    sf.write(content, np.stack([mono, 0.5 * mono], axis=1), 16000)
+    sf.write(style, tone_mix(1.5, 8000, (150.0, 600.0, 1200.0), seed=2), 8000)
+    return content, style
+
+
+@pytest.fixture
+def paper_songs() -> tuple[Path, Path]:
+    """The base paper's content and style songs from ../shared/paper-songs (skip where absent)."""
+    content, style = PAPER_SONGS / "imperial.mp3", PAPER_SONGS / "usa.mp3"
+    if not (content.exists() and style.exists()):
+        pytest.skip(f"the paper's songs are not at {PAPER_SONGS} (they live in ../shared, never in the project)")
+    return content, style
