@@ -103,6 +103,33 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    import shlex
+
+    from .paper import paper_song_paths
+    from .reproduce import plan_runs, run_all, write_report
+
+    base = config_from_args(args)
+    out_dir = Path(args.out)
+    check_writable(out_dir / "report.md")
+    paper_song_paths(args.paper_dir)
+    runs = plan_runs(args.seeds, args.variant_seeds, quick=args.quick)
+    print(f"{len(runs)} runs on the paper's songs, results in {out_dir}", file=sys.stderr)
+    frame = run_all(args.paper_dir, out_dir, base, runs)
+    command = args.command_line or "python -m musicstyle " + shlex.join(sys.argv[1:])
+    report = write_report(frame, out_dir, base, command)
+    print(f"wrote {report}, {out_dir / 'runs.csv'} and plots")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from .paper import SONGS_URL, fetch_songs
+
+    for path in fetch_songs(args.folder, base_url=args.url or SONGS_URL):
+        print(f"{path}: sha256 checked")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m musicstyle", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -114,6 +141,21 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--png", help="spectrogram figure (default: OUT with .png)")
     add_config_arguments(transfer)
     transfer.set_defaults(func=cmd_transfer)
+
+    reproduce = commands.add_parser("reproduce", help="reproduce and extend the paper's 559 vs 81.79 comparison")
+    reproduce.add_argument("--paper-dir", required=True, help="folder with imperial.mp3 and usa.mp3")
+    reproduce.add_argument("--out", default="results/paper", help="report folder (default: results/paper)")
+    reproduce.add_argument("--seeds", type=int, default=3, help="seeds for the four rows and the ablation")
+    reproduce.add_argument("--variant-seeds", type=int, default=1, help="seeds for each variant")
+    reproduce.add_argument("--quick", action="store_true", help="one run of each kind (a smoke test)")
+    reproduce.add_argument("--command-line", help=argparse.SUPPRESS)
+    add_config_arguments(reproduce)
+    reproduce.set_defaults(func=cmd_reproduce)
+
+    fetch = commands.add_parser("fetch-paper-songs", help="download the paper's two songs and check their SHA-256")
+    fetch.add_argument("folder", help="where to put imperial.mp3 and usa.mp3")
+    fetch.add_argument("--url", help="base URL (default: the base paper's public repository)")
+    fetch.set_defaults(func=cmd_fetch)
     return parser
 
 

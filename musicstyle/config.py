@@ -49,12 +49,15 @@ class TransferConfig:
     # losses
     alpha: float = _opt(1e-2, "weight of the content loss")
     beta: float = _opt(1.0, "weight of the style loss")
-    gram_mode: str = _opt("auto", "style loss via filters x filters Grams or the frames x frames identity", choices=GRAM_MODES)
+    gram_mode: str = _opt("auto", "style loss via filters x filters Grams or the frames x frames identity",
+                          choices=GRAM_MODES)
     # optimisation
-    optimizer: str = _opt("lbfgs", "lbfgs (scipy L-BFGS-B, memory 10, as the base paper) or adam", choices=OPTIMIZERS)
+    optimizer: str = _opt("lbfgs", "lbfgs (scipy L-BFGS-B, memory 10, as the base paper) or adam",
+                          choices=OPTIMIZERS)
     lr: float = _opt(1e-3, "Adam learning rate (L-BFGS ignores it, as the base paper did)")
     iterations: int = _opt(300, "optimiser iterations (L-BFGS maxiter, Adam steps)")
-    init: str = _opt("noise", "start of the optimised spectrogram: noise (randn * 1e-3), content or zeros", choices=INITS)
+    init: str = _opt("noise", "start of the optimised spectrogram: noise (randn * 1e-3), content or zeros",
+                     choices=INITS)
     # reconstruction
     griffin_lim_iters: int = _opt(500, "Griffin-Lim iterations")
     # run

@@ -1,0 +1,80 @@
+"""The paper-comparison report on a reduced budget, resuming, and fetching the songs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import PAPER_SONGS, REPO
+from musicstyle.paper import PAPER_ROWS, SONG_SHA256, fetch_songs, verify_songs
+from musicstyle.reproduce import plan_runs
+
+REDUCED = ["--quick", "--iterations", "3", "--griffin-lim-iters", "2", "--filters", "128", "--frames", "60",
+           "--device", "cpu"]
+
+
+def reproduce(out: Path, paper_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "musicstyle", "reproduce", "--paper-dir", str(paper_dir),
+                           "--out", str(out), *REDUCED, *extra], capture_output=True, text=True, cwd=REPO,
+                          timeout=900)
+
+
+def test_full_plan_covers_rows_variants_and_ablation():
+    runs = plan_runs(seeds=3, variant_seeds=1)
+    groups = {g: [r for r in runs if r.group == g] for g in ("rows", "variants", "ablation")}
+    assert len(groups["rows"]) == 4 * 3
+    assert len(groups["ablation"]) == 4 * 3  # the 8 cells less the 4 that are rows
+    labels = {r.label for r in groups["variants"]}
+    for needed in ("optimizer adam (table's learning rate)", "init gain 1 (Keras glorot_normal)",
+                   "leaky slope 0.01", "leaky slope 0.2", "iterations 100", "filters 2048", "filters 1024",
+                   "max pooling 2"):
+        assert needed in labels
+    assert len({r.run_id for r in runs}) == len(runs)
+
+
+def test_reduced_reproduction_writes_the_report_and_resumes(paper_songs, tmp_path):
+    out = tmp_path / "paper"
+    done = reproduce(out, paper_songs[0].parent)
+    assert done.returncode == 0, done.stderr
+    runs = pd.read_csv(out / "runs.csv")
+    assert set(runs["row"].dropna()) >= {r.name for r in PAPER_ROWS}
+    assert (runs["state"] == "ok").all() and runs["quality_score"].between(0, 10).all()
+    report = (out / "report.md").read_text()
+    for heading in ("## What reproduces", "## The table's four rows as printed", "## Activation and weights",
+                    "## The details the blog leaves open", "python -m musicstyle reproduce"):
+        assert heading in report
+    for row in PAPER_ROWS:
+        assert f"| {row.name}" in report
+    for png in ("loss_by_activation.png", "quality_by_activation.png", "base_row_spectrograms.png"):
+        with Image.open(out / png) as image:
+            assert image.size[0] > 400 and np.unique(np.asarray(image.convert("L"))).size > 20
+    again = reproduce(out, paper_songs[0].parent)
+    assert again.returncode == 0 and "run 1/" not in again.stderr  # everything was already done
+    assert len(pd.read_csv(out / "runs.csv")) == len(runs)
+
+
+def test_missing_songs_are_one_line(tmp_path):
+    done = reproduce(tmp_path / "out", tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "no such file" in done.stderr and "fetch-paper-songs" in done.stderr
+
+
+def test_fetch_checks_sha256(tmp_path):
+    if not PAPER_SONGS.exists():
+        pytest.skip(f"the paper's songs are not at {PAPER_SONGS}")
+    paths = fetch_songs(tmp_path / "songs", base_url=PAPER_SONGS.as_uri() + "/")
+    assert [p.name for p in paths] == list(SONG_SHA256) and verify_songs(tmp_path / "songs") == []
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "imperial.mp3").write_bytes(b"not the song")
+    (fake / "usa.mp3").write_bytes((PAPER_SONGS / "usa.mp3").read_bytes())
+    done = subprocess.run([sys.executable, "-m", "musicstyle", "fetch-paper-songs", str(tmp_path / "got"),
+                           "--url", fake.as_uri() + "/"], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 2 and "checksum mismatch" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "got" / "imperial.mp3").exists()
