@@ -39,3 +39,56 @@ def paper_songs() -> tuple[Path, Path]:
     if not (content.exists() and style.exists()):
         pytest.skip(f"the paper's songs are not at {PAPER_SONGS} (they live in ../shared, never in the project)")
     return content, style
+
+
+def _postgres_bin() -> Path | None:
+    """The folder of PostgreSQL's server programs (Debian's layout first), or None."""
+    import shutil
+
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name), reverse=True)
+    for folder in candidates:
+        if (folder / "initdb").exists():
+            return folder
+    found = shutil.which("initdb")
+    return Path(found).resolve().parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throwaway PostgreSQL server on loopback for the session, as an SQLAlchemy URL.
+
+    Uses MUSICSTYLE_TEST_POSTGRES_URL when set (an existing server); else starts its own with
+    Debian's PostgreSQL (installed by .ci/run), as the `postgres` user when running as root.
+    """
+    import os
+    import socket
+    import subprocess
+
+    if os.environ.get("MUSICSTYLE_TEST_POSTGRES_URL"):
+        yield os.environ["MUSICSTYLE_TEST_POSTGRES_URL"]
+        return
+    pg_bin = _postgres_bin()
+    if pg_bin is None:
+        pytest.skip("PostgreSQL is not installed (.ci/run installs Debian's postgresql package)")
+    import shutil
+    import tempfile
+
+    data = Path(tempfile.mkdtemp(prefix="musicstyle-pg-"))  # not under pytest's 0700 folder: postgres must reach it
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        as_user = ["runuser", "-u", "postgres", "--"]
+        subprocess.run(["chown", "-R", "postgres:", str(data)], check=True)
+    run = lambda *args: subprocess.run([*as_user, *map(str, args)], check=True, capture_output=True)  # noqa: E731
+    run(pg_bin / "initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync")
+    run(pg_bin / "pg_ctl", "-D", data, "-w", "-l", data / "server.log", "-o",
+        f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+    try:
+        run(pg_bin / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "postgres", "musicstyle_test")
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/musicstyle_test"
+    finally:
+        subprocess.run([*as_user, str(pg_bin / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
