@@ -1,6 +1,8 @@
-"""Optuna sweep over the style-transfer settings on a corpus of song pairs (not yet built)."""
+"""`python sweep.py --trials 200`: the Optuna sweep over a corpus of song pairs (see musicstyle.study)."""
 
 import sys
 
-print("sweep: not yet")
-sys.exit(0)
+from musicstyle.study import main
+
+if __name__ == "__main__":
+    sys.exit(main())
