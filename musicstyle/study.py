@@ -95,6 +95,17 @@ def journal_path(results_dir: Path) -> Path:
     return results_dir / "study.journal"
 
 
+def normalise_url(url: str) -> str:
+    """postgres:// and a bare postgresql:// get the installed driver (psycopg 3, else psycopg2)."""
+    import importlib.util
+
+    scheme, rest = url.split(":", 1)
+    if scheme in ("postgres", "postgresql"):
+        driver = "psycopg" if importlib.util.find_spec("psycopg") else "psycopg2"
+        return f"postgresql+{driver}:{rest}"
+    return url
+
+
 def open_storage(url: str | None, results_dir: Path) -> optuna.storages.BaseStorage:
     """The study storage: a journal file under the results folder (default), a `journal:PATH`, or
     an RDB URL (sqlite:///..., postgresql://...). Checked reachable; StorageError in one line."""
@@ -111,8 +122,9 @@ def open_storage(url: str | None, results_dir: Path) -> optuna.storages.BaseStor
     if url.split(":", 1)[0].split("+")[0] not in ("sqlite", "postgresql", "postgres", "mysql"):
         raise StorageError(f"unsupported storage URL {_mask(url)!r}: use sqlite:///FILE, postgresql://..., "
                            "mysql://... or journal:FILE")
+    url = normalise_url(url)
     engine_kwargs: dict[str, Any] = {}
-    if url.startswith(("postgresql", "postgres")):
+    if url.startswith("postgresql"):
         engine_kwargs = {"connect_args": {"connect_timeout": 10}}
     try:
         with warnings.catch_warnings():
@@ -599,7 +611,19 @@ def run_worker(plan: SweepPlan, worker: int = 0, threads: int | None = None) -> 
             print(tag + progress_line(study, plan, frozen), file=sys.stderr, flush=True)
 
 
+def catch_stop_signals() -> None:
+    """Ctrl-C (even where a background start ignored it) and SIGTERM stop cleanly via KeyboardInterrupt."""
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop)
+
+
 def _worker_entry(plan: SweepPlan, worker: int, threads: int) -> None:
+    catch_stop_signals()
     try:
         run_worker(plan, worker, threads)
     except KeyboardInterrupt:
@@ -755,7 +779,7 @@ def write_report(study: optuna.Study, plan: SweepPlan) -> Path:
     from .io import write_csv, write_text
 
     folder = plan.results_dir
-    trials = study.get_trials(deepcopy=False)
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]
     frame = report.trial_table(trials, plan.objective)
     write_csv(folder / "trials.csv", frame)
     write_csv(folder / "pairs.csv", report.pair_table(trials))
@@ -854,6 +878,7 @@ def plan_from_args(args: Any) -> SweepPlan:
 
 def sweep(args: Any) -> int:
     """The whole sweep: check, prepare, run the workers, then write the report (also after Ctrl-C)."""
+    catch_stop_signals()
     plan = plan_from_args(args)
     warning = loss_objective_warning(plan.settings)
     if warning and not args.report_only:

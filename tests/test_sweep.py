@@ -1,0 +1,234 @@
+"""End-to-end sweeps on generated audio: records, plots, paper rows first, resume, failures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from musicstyle.study import main
+
+REPO = Path(__file__).resolve().parents[1]
+RATE = 8000
+TINY = """
+study: {{objective: {objective}, trials: {trials}, seed: 0, startup_trials: 2, n_startup_steps: 1}}
+corpus: {corpus}
+fixed: {{sample_rate_hz: 8000, n_fft: 256, hop: 128, clip_seconds: 1.0, iterations: {iterations},
+        griffin_lim_iters: 4, kernel_width: 5}}
+search:
+  alpha: {{low: 1.0e-4, high: 1.0, log: true}}
+  beta: {{low: 1.0e-2, high: 100.0, log: true}}
+  filters: {{choices: [16, 32]}}
+  activation: {{choices: [relu, leaky_relu, elu, selu]}}
+  lr: {{low: 1.0e-4, high: 1.0e-1, log: true, when: {{optimizer: adam}}}}
+"""
+
+
+def tone(path: Path, freqs: tuple[float, ...], seed: int, seconds: float = 1.2) -> Path:
+    t = np.arange(int(seconds * RATE)) / RATE
+    rng = np.random.default_rng(seed)
+    audio = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) for f in freqs) * (0.6 + 0.4 * np.sin(3 * t))
+    sf.write(path, (0.2 * audio + 0.01 * rng.standard_normal(t.size)).astype(np.float32), RATE)
+    return path
+
+
+def make_corpus(tmp_path: Path) -> Path:
+    """Three generated pairs (content: low tones, style: high tones) in a corpus YAML."""
+    lines = ["pairs:"]
+    for i in range(3):
+        content = tone(tmp_path / f"content{i}.wav", (200.0 + 50 * i, 400.0), seed=i)
+        style = tone(tmp_path / f"style{i}.flac", (900.0, 1500.0 + 100 * i), seed=10 + i)
+        lines.append(f"  - {{name: p{i}, content: {content}, style: {style}}}")
+    path = tmp_path / "corpus.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    return make_corpus(tmp_path)
+
+
+def tiny_config(tmp_path: Path, corpus: Path, objective: str = "quality", trials: int = 6,
+                iterations: int = 5, name: str = "tiny.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(TINY.format(objective=objective, trials=trials, corpus=corpus, iterations=iterations))
+    return path
+
+
+def load(results: Path, study: str) -> optuna.Study:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    storage = JournalStorage(JournalFileBackend(str(results / study / "study.journal")))
+    return optuna.load_study(study_name=study, storage=storage)
+
+
+def assert_png(path: Path) -> None:
+    """An existing, sizeable, non-blank PNG."""
+    import matplotlib.image
+
+    image = matplotlib.image.imread(path)
+    assert image.shape[0] >= 200 and image.shape[1] >= 300, path
+    assert float(image[..., :3].std()) > 0.05, f"{path} looks blank"
+
+
+def test_end_to_end_writes_rows_states_tables_plots_and_best_wavs(tmp_path, corpus):
+    config = tiny_config(tmp_path, corpus)
+    results = tmp_path / "results"
+    assert main(["--config", str(config), "--results", str(results), "--quiet"]) == 0
+    folder = results / "tiny"
+    trials = pd.read_csv(folder / "trials.csv")
+    assert len(trials) == 6 and list(trials["trial"]) == list(range(6))
+    assert set(trials["state"]) <= {"COMPLETE", "PRUNED"} and (trials["state"] == "COMPLETE").sum() >= 2
+    # the paper's four rows come first, in order, with the paper's figures beside them
+    assert list(trials["paper_row"][:4]) == ["base paper (ReLU)", "blog LeakyReLU", "blog ELU", "blog SELU"]
+    assert trials["paper_row"][4:].isna().all()
+    assert list(trials["paper_loss"][:4]) == pytest.approx([559.0, 81.79, 207.1794, 266.556])
+    first = trials.iloc[0]
+    assert (first["alpha"], first["beta"], first["activation"]) == (1e-2, 1.0, "relu")
+    for column in ("alpha", "beta", "filters", "activation", "seed", "final_loss", "content_loss", "style_loss",
+                   "content_loss_unweighted", "style_loss_unweighted", "style_distance", "content_distance",
+                   "spectral_convergence", "quality_score", "iterations", "runtime_seconds",
+                   "seconds_per_iteration", "peak_memory_mb"):
+        assert column in trials, column
+    done = trials[trials["state"] == "COMPLETE"]
+    assert done["final_loss"].notna().all() and (done["iterations"] >= 1).all()
+    assert done["final_loss"].tolist() == pytest.approx((done["content_loss"] + done["style_loss"]).tolist(), rel=1e-4)
+    assert done["objective_quality_score"].tolist() == pytest.approx(done["quality_score"].tolist())
+    # one pairs.csv row per trial and pair run
+    pairs = pd.read_csv(folder / "pairs.csv")
+    assert len(pairs) == int(trials["pairs_done"].sum())
+    assert (pairs.groupby("trial").size()[done["trial"]] == 3).all()
+    assert set(pairs["pair"]) == {"p0", "p1", "p2"} and (pairs["status"] == "ok").all()
+    text = (folder / "results.md").read_text()
+    for heading in ("## Best configurations", "## The paper's four rows, measured here", "## Per activation"):
+        assert heading in text
+    assert "| base paper (ReLU) |" in text and "559" in text and " ± " in text
+    for name in ("by_activation", "history", "importance", "alpha_beta", "runtime_quality", "loss_curves",
+                 "best_spectrograms"):
+        assert f"![{name}.png]" in text
+        assert_png(folder / f"{name}.png")
+    best = int(done.sort_values("quality_score")["trial"].iloc[0])
+    wavs = sorted((folder / "best" / f"trial_{best:04d}").glob("*.wav"))
+    assert [w.stem for w in wavs] == ["p0", "p1", "p2"]
+    audio, rate = sf.read(wavs[0])
+    assert rate == RATE and audio.size > RATE // 2 and np.abs(audio).max() > 0
+    # --report-only rebuilds the same tables from the storage
+    (folder / "trials.csv").unlink()
+    assert main(["--config", str(config), "--results", str(results), "--report-only", "--quiet"]) == 0
+    assert len(pd.read_csv(folder / "trials.csv")) == 6
+
+
+def test_a_file_that_breaks_mid_sweep_fails_the_trial_with_its_reason(tmp_path, corpus):
+    """A silent clip passes the header check but fails when decoded: each trial fails, the sweep goes on."""
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(RATE * 2, dtype=np.float32), RATE)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(corpus.read_text() + f"  - {{name: quiet, content: {silent}, style: {silent}}}\n")
+    config = tiny_config(tmp_path, broken, trials=2)
+    results = tmp_path / "results"
+    assert main(["--config", str(config), "--results", str(results), "--quiet", "--set", "study.paper_rows=false"]) == 0
+    trials = pd.read_csv(results / "tiny" / "trials.csv")
+    assert list(trials["state"]) == ["FAIL", "FAIL"]
+    assert trials["reason"].str.contains("pair 'quiet'").all() and trials["reason"].str.contains("silent").all()
+    pairs = pd.read_csv(results / "tiny" / "pairs.csv")
+    failed = pairs[pairs["status"] == "failed"]
+    assert len(failed) == 2 and failed["error"].str.contains("silent").all()
+    text = (results / "tiny" / "results.md").read_text()
+    assert "No completed trial yet." in text and "skipped" in text  # plots need completed trials
+
+
+def test_repeated_configurations_are_reused_not_rerun(tmp_path, corpus):
+    config = tiny_config(tmp_path, corpus, trials=5)
+    results = tmp_path / "results"
+    args = ["--config", str(config), "--results", str(results), "--quiet", "--set", "search.alpha.enabled=false",
+            "--set", "search.beta.enabled=false", "--set", "search.filters.enabled=false",
+            "--set", "search.activation.choices=[relu, elu]", "--set", "fixed.filters=16"]
+    assert main(args) == 0
+    study = load(results, "tiny")
+    repeats = [t for t in study.trials if "repeat_of" in t.user_attrs]
+    assert repeats, "two choices and five trials must repeat"
+    for trial in repeats:
+        original = study.trials[trial.user_attrs["repeat_of"]]
+        assert trial.params == original.params and trial.state == original.state
+        assert trial.values == original.values
+    # re-run the best configuration over two seeds: mean ± std in results.md
+    assert main(args + ["--report-only", "--reevaluate", "1", "--seeds", "2"]) == 0
+    again = pd.read_csv(results / "tiny" / "reevaluate.csv")
+    assert list(again["seed"]) == [0, 1] and again["quality_score"].notna().all()
+    assert "re-run over 2 seeds" in (results / "tiny" / "results.md").read_text()
+
+
+def test_pareto_objective_records_two_values_and_never_prunes(tmp_path, corpus):
+    config = tiny_config(tmp_path, corpus, objective="pareto", trials=2)
+    results = tmp_path / "results"
+    assert main(["--config", str(config), "--results", str(results), "--quiet"]) == 0
+    trials = pd.read_csv(results / "tiny" / "trials.csv")
+    assert list(trials["state"]) == ["COMPLETE", "COMPLETE"]
+    assert trials["objective_content_distance"].tolist() == pytest.approx(trials["content_distance"].tolist())
+    assert trials["objective_style_distance"].tolist() == pytest.approx(trials["style_distance"].tolist())
+    assert_png(results / "tiny" / "history.png")  # the Pareto front
+    # resuming with another objective is refused in one line
+    assert main(["--config", str(config), "--results", str(results), "--objective", "quality"]) == 2
+
+
+def test_sqlite_storage_url(tmp_path, corpus):
+    config = tiny_config(tmp_path, corpus, trials=1)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    assert main(["--config", str(config), "--results", str(tmp_path / "r"), "--storage", url, "--quiet",
+                 "--set", "study.paper_rows=false"]) == 0
+    study = optuna.load_study(study_name="tiny", storage=url)
+    assert len(study.trials) == 1 and study.trials[0].state.is_finished()
+
+
+BAD = [
+    (["--set", "search.alpah.low=1"], "search.alpah"),
+    (["--set", "search.alpha.low=10"], "low (10) must be below high"),
+    (["--corpus", "/no/such/corpus.yaml"], "corpus file not found: /no/such/corpus.yaml"),
+    (["--storage", "postgresql://user:secret@127.0.0.1:1/db"], "cannot open storage"),
+    (["--storage", "nosuch://x"], "unsupported storage URL"),
+]
+
+
+@pytest.mark.parametrize("extra, message", BAD)
+def test_bad_input_is_one_line_and_exit_2_before_any_trial(tmp_path, corpus, extra, message):
+    config = tiny_config(tmp_path, corpus)
+    result = subprocess.run([sys.executable, "sweep.py", "--config", str(config), "--results",
+                             str(tmp_path / "r"), *extra], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert "secret" not in result.stderr
+    assert not (tmp_path / "r" / "tiny" / "trials.csv").exists()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda tmp: tmp.joinpath("x.wav").write_text("not audio"), "not a readable audio file"),
+    (lambda tmp: None, "no such file"),
+])
+def test_bad_corpus_file_is_one_line_naming_it(tmp_path, corpus, make, message):
+    make(tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(corpus.read_text() + f"  - {{name: bad, content: {tmp_path / 'x.wav'}, "
+                                        f"style: {tmp_path / 'style0.flac'}}}\n")
+    result = subprocess.run([sys.executable, "sweep.py", "--config", str(tiny_config(tmp_path, bad)), "--results",
+                             str(tmp_path / "r")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert message in result.stderr and str(tmp_path / "x.wav") in result.stderr
+
+
+def test_unwritable_results_folder_and_empty_corpus(tmp_path, corpus):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the results folder should go")
+    config = tiny_config(tmp_path, corpus)
+    assert main(["--config", str(config), "--results", str(blocker)]) == 2
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("pairs: []\n")
+    assert main(["--config", str(tiny_config(tmp_path, empty)), "--results", str(tmp_path / "r")]) == 2

@@ -1,0 +1,128 @@
+"""The sweep config: YAML search space, --set overrides, conditional dimensions, one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from musicstyle.config import TransferConfig
+from musicstyle.errors import ConfigError
+from musicstyle.study import paper_row_params
+from musicstyle.sweepconfig import Dimension, apply_override, load_settings, parse_settings
+
+DEFAULT = str(Path(__file__).resolve().parents[1] / "configs" / "default.yaml")
+
+
+def test_default_config_is_documented_and_valid():
+    settings = load_settings(DEFAULT)
+    assert settings.objective == "quality" and settings.study["trials"] == 200
+    assert set(settings.search) == {"alpha", "beta", "filters", "activation", "lr"}  # the rest switched off
+    assert settings.search["alpha"].log and settings.search["beta"].log and settings.search["lr"].log
+    assert settings.search["filters"].choices == (1024, 2048, 4096)
+    assert settings.search["activation"].choices == ("relu", "leaky_relu", "elu", "selu")
+    assert settings.search["lr"].when == {"optimizer": ("adam",)}
+    config = settings.base_config()
+    assert config.clip_seconds == 5.0 and config.iterations == 100
+    assert config.n_fft == TransferConfig().n_fft  # not set in the file: TransferConfig's default
+
+
+def test_set_overrides_dotted_keys_and_reads_yaml_numbers():
+    settings = load_settings(DEFAULT, ["search.alpha.low=1e-3", "fixed.iterations=7",
+                                       "search.optimizer.enabled=true", "study.objective=pareto"])
+    assert settings.search["alpha"].low == pytest.approx(1e-3)
+    assert settings.base_config().iterations == 7
+    assert settings.search["optimizer"].choices == ("lbfgs", "adam")
+    assert settings.objective == "pareto"
+    assert "(with --set)" in settings.source
+
+
+@pytest.mark.parametrize("override, message", [
+    ("search.alpah.low=1", "search.alpah: unknown setting 'alpah'"),
+    ("search.alpha.low=10", "low \\(10\\) must be below high"),
+    ("search.alpha.low=-1", "log-scale range needs low > 0"),
+    ("search.alpha.lo=1", "search.alpha: unknown key 'lo'"),
+    ("search.activation.choices=[relu, swish]", "must be one of"),
+    ("search.filters.choices=[]", "non-empty list"),
+    ("fixed.bogus=1", "unknown setting 'fixed.bogus'"),
+    ("fixed.alpha=0.1", "'alpha' is both fixed and searched"),
+    ("fixed.seed=3", "study.seed"),
+    ("study.trials=0", "study.trials must be >= 1"),
+    ("study.colour=red", "unknown key 'study.colour'"),
+    ("sweep.trials=3", "unknown section 'sweep'"),
+])
+def test_bad_entries_are_one_line_naming_file_and_key(override, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        load_settings(DEFAULT, [override])
+    assert DEFAULT in str(err.value) or "--set" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("search: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(bad)
+
+
+class FakeTrial:
+    """Records what a sampler would be asked, answering the first choice or the low end."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def suggest_categorical(self, name, choices):
+        self.asked.append(name)
+        return choices[-1]
+
+    def suggest_float(self, name, low, high, log=False):
+        self.asked.append(name)
+        return low
+
+    def suggest_int(self, name, low, high, step=1, log=False):
+        self.asked.append(name)
+        return low
+
+
+def test_learning_rate_is_searched_only_for_adam():
+    from musicstyle.study import suggest_params
+
+    settings = load_settings(DEFAULT)
+    trial = FakeTrial()
+    params = suggest_params(trial, settings)
+    assert "lr" not in params and "lr" not in trial.asked  # optimizer fixed to lbfgs
+    settings = load_settings(DEFAULT, ["search.optimizer.enabled=true"])
+    trial = FakeTrial()
+    params = suggest_params(trial, settings)
+    assert params["optimizer"] == "adam" and params["lr"] == pytest.approx(1e-4)
+    assert trial.asked.index("optimizer") < trial.asked.index("lr")
+    assert settings.config_for(params).lr == pytest.approx(1e-4)
+
+
+def test_paper_rows_fit_the_space_or_are_left_out():
+    rows = paper_row_params(load_settings(DEFAULT))
+    assert [r[0] for r in rows] == ["base paper (ReLU)", "blog LeakyReLU", "blog ELU", "blog SELU"]
+    assert rows[0][1] == {"alpha": 1e-2, "beta": 1.0, "filters": 4096, "activation": "relu", "lr": 1e-3}
+    assert rows[1][1]["activation"] == "leaky_relu" and rows[1][1]["alpha"] == 1e-3 and rows[1][1]["beta"] == 10
+    narrow = load_settings(DEFAULT, ["search.activation.choices=[relu, elu]", "search.filters.choices=[64]"])
+    rows = paper_row_params(narrow)
+    assert [r[0] for r in rows] == ["base paper (ReLU)", "blog ELU"]
+    assert "filters" not in rows[0][1]  # 4096 is not a choice: the sampler picks
+
+
+def test_dimension_parsing_of_ints_and_steps():
+    settings = parse_settings({"search": {"kernel_width": {"low": 3, "high": 11, "step": 2}}}, "x.yaml")
+    assert settings.search["kernel_width"] == Dimension("kernel_width", 3, 11, False, 2)
+    with pytest.raises(ConfigError, match="integer"):
+        parse_settings({"search": {"kernel_width": {"low": 3.5, "high": 11}}}, "x.yaml")
+
+
+def test_apply_override_creates_sections():
+    data: dict = {}
+    apply_override(data, "fixed.iterations=5")
+    apply_override(data, "corpus=paper")
+    assert data == {"fixed": {"iterations": 5}, "corpus": "paper"}
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_override(data, "fixed.iterations")
