@@ -5,7 +5,15 @@
 
     ||F F^T - S S^T||^2 = ||F^T F||^2 - 2 ||F^T S||^2 + ||S^T S||^2,
 
-the same number for about T/K of the work (tests check loss and gradient agree).
+the same number for about T/K of the work (tests check loss and gradient agree). The three
+squared norms are summed in float64: near the optimum they are large and nearly cancel.
+
+Both terms are fused (`loss_terms`): the forward pass computes the losses and, when a gradient is
+wanted, the gradient too (two products in 'filters' mode, four thin ones in 'frames' mode), so
+backward is one weighted sum. Autograd would spend one product and several passes more. These
+products stay in the features' dtype in bf16 mode too: near the optimum F (F^T F) - S (S^T F) is a
+difference of nearly equal matrices, and in bfloat16 its round-off stalls L-BFGS (final loss on the
+paper's songs 7 % above float32; in float32, 0.05 %).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ class StyleTarget:
     """What the style term needs of the style song, computed once.
 
     features: S, (filters, frames_s); gram: S S^T / n, (filters, filters), only in 'filters' mode;
-    self_term: ||S^T S||^2 / n^2, a scalar, only in 'frames' mode.
+    self_term: ||S^T S||^2 / n^2, a float64 scalar, only in 'frames' mode.
     """
 
     features: torch.Tensor
@@ -30,11 +38,16 @@ class StyleTarget:
     self_term: torch.Tensor | None = None
 
 
+# 'auto' uses the frames x frames identity while frames * FRAMES_MODE_CROSSOVER < filters: measured by
+# benchmark/bench_step.py (section "Gram crossover"); the identity costs ~4 K T^2, the Gram ~2 K^2 T.
+FRAMES_MODE_CROSSOVER = 1.0
+
+
 def choose_gram_mode(mode: str, filters: int, frames: int) -> str:
-    """'auto' picks the frames x frames identity when it is cheaper (frames below filters)."""
+    """'auto' picks the frames x frames identity when it is faster (frames well below filters)."""
     if mode != "auto":
         return mode
-    return "frames" if frames < filters else "filters"
+    return "frames" if frames * FRAMES_MODE_CROSSOVER < filters else "filters"
 
 
 def gram(features: torch.Tensor, norm_frames: int) -> torch.Tensor:
@@ -43,26 +56,91 @@ def gram(features: torch.Tensor, norm_frames: int) -> torch.Tensor:
 
 
 def style_target(style_features: torch.Tensor, norm_frames: int, mode: str) -> StyleTarget:
-    """Precompute the style side of the style loss for `mode` ('auto', 'filters' or 'frames')."""
+    """Precompute the style side of the style loss for `mode` ('auto', 'filters' or 'frames').
+
+    style_features: (filters, frames_s).
+    """
     filters, frames = style_features.shape
     mode = choose_gram_mode(mode, filters, frames)
     s = style_features.detach()
     if mode == "filters":
         return StyleTarget(s, norm_frames, mode, gram=gram(s, norm_frames))
-    sts = s.T @ s
-    self_term = (sts.double().square().sum() / norm_frames**2).to(s.dtype)
+    self_term = _sq_norm64(s.T @ s) / norm_frames**2
     return StyleTarget(s, norm_frames, mode, self_term=self_term)
 
 
-def style_distance_sq(features: torch.Tensor, target: StyleTarget) -> torch.Tensor:
-    """Unweighted style loss sum (G - G_style)^2 (a 0-d tensor, differentiable in `features`)."""
+def _sq_norm64(matrix: torch.Tensor) -> torch.Tensor:
+    """sum of squares accumulated in float64 (a 0-d float64 tensor)."""
+    flat = matrix.reshape(-1).double()
+    return torch.dot(flat, flat)
+
+
+def _style_value_and_grad(features: torch.Tensor, target: StyleTarget, want_grad: bool
+                          ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """sum (G - G_style)^2 (0-d, float64 in 'frames' mode) and its gradient in F (filters, frames)."""
     n = target.norm_frames
+    f = features.detach()
     if target.mode == "filters":
-        return (gram(features, n) - target.gram).square().sum()
-    ftf = features.T @ features
-    fts = features.T @ target.features
-    total = (ftf.square().sum() - 2.0 * fts.square().sum()) / n**2 + target.self_term
-    return total.clamp_min(0.0)
+        diff = gram(f, n) - target.gram  # (filters, filters)
+        value = diff.square().sum()
+        return value, (diff @ f).mul_(4.0 / n) if want_grad else None
+    s = target.features
+    ftf = f.T @ f  # (frames, frames)
+    fts = f.T @ s  # (frames, frames_s)
+    value = ((_sq_norm64(ftf) - 2.0 * _sq_norm64(fts)) / n**2 + target.self_term).clamp_min(0.0)
+    if not want_grad:
+        return value, None
+    grad = torch.addmm(f @ ftf, s, fts.T, alpha=-1.0)  # (F F^T - S S^T) F
+    return value, grad.mul_(4.0 / n**2)
+
+
+class _FusedLosses(torch.autograd.Function):
+    """(content, style) sums whose gradients are computed with their values; backward weighs them."""
+
+    @staticmethod
+    def forward(ctx, features: torch.Tensor, content_features: torch.Tensor | None,  # type: ignore[override]
+                target: StyleTarget | None) -> tuple[torch.Tensor, torch.Tensor]:
+        zero = features.new_zeros(())
+        content, diff = zero, None
+        if content_features is not None:
+            diff = features.detach() - content_features
+            flat = diff.reshape(-1)
+            content = torch.dot(flat, flat)
+        style, style_grad = (zero, None) if target is None else _style_value_and_grad(features, target, True)
+        ctx.save_for_backward(diff, style_grad)
+        ctx.features_dtype = features.dtype
+        return content, style
+
+    @staticmethod
+    def backward(ctx, up_content: torch.Tensor, up_style: torch.Tensor  # type: ignore[override]
+                 ) -> tuple[torch.Tensor, None, None]:
+        diff, style_grad = ctx.saved_tensors
+        grad = None if diff is None else diff * (2.0 * up_content.to(diff.dtype))
+        if style_grad is not None:
+            weight = float(up_style)
+            grad = style_grad * weight if grad is None else grad.add_(style_grad, alpha=weight)
+        return grad.to(ctx.features_dtype), None, None
+
+
+def loss_terms(features: torch.Tensor, content_features: torch.Tensor, target: StyleTarget
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum (F - F_content)^2, sum (G - G_style)^2) as 0-d tensors, differentiable in `features`.
+
+    features, content_features: (filters, frames). One fused pass; see the module docstring.
+    """
+    if torch.is_grad_enabled() and features.requires_grad:
+        return _FusedLosses.apply(features, content_features, target)
+    return content_distance_sq(features, content_features), style_distance_sq(features, target)
+
+
+def style_distance_sq(features: torch.Tensor, target: StyleTarget) -> torch.Tensor:
+    """Unweighted style loss sum (G - G_style)^2 (a 0-d tensor, differentiable in `features`).
+
+    features: (filters, frames). In 'frames' mode the value is float64 (see the module docstring).
+    """
+    if torch.is_grad_enabled() and features.requires_grad:
+        return _FusedLosses.apply(features, None, target)[1]
+    return _style_value_and_grad(features, target, want_grad=False)[0]
 
 
 def content_distance_sq(features: torch.Tensor, content_features: torch.Tensor) -> torch.Tensor:

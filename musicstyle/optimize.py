@@ -2,11 +2,19 @@
 
 L-BFGS is scipy's L-BFGS-B (memory 10), as in the base paper; Adam is torch's. The loss and its
 gradient are computed by torch on the configured device; scipy sees float64 vectors.
+
+The filters, the content features and the style target of a (pair, network) are built once and
+kept in a small LRU keyed by the spectrograms' hash and the network's settings, so the trials of a
+sweep that share them (other alpha, beta, optimiser, iterations...) skip that work.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import time
+import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -16,13 +24,17 @@ import torch
 
 from .config import INIT_NOISE_STD, TransferConfig
 from .errors import DivergenceError
-from .losses import StyleTarget, content_distance_sq, style_distance_sq, style_target
-from .network import feature_maps, random_filters
+from .losses import StyleTarget, loss_terms, style_target
+from .network import ConvMatrices, bf16_supported, conv_matrices, feature_maps, random_filters
 
 Progress = Callable[[int, int, float], None]  # (iteration, of iterations, current total loss)
 
 LBFGS_MEMORY = 10  # scipy's default, the base paper's
 EARLY_STALL_ITERATIONS = 10  # an L-BFGS line-search failure before this many iterations is retried in float64
+PROBLEM_CACHE_SIZE = 2  # (pair, network) problems kept; a 4096-filter one holds ~0.2 GB (fp32) to ~0.4 GB (bf16)
+# config fields that change the filters, the features or the style target (the rest only weigh or drive them)
+NETWORK_FIELDS = ("filters", "kernel_width", "init_gain", "seed", "activation", "leaky_slope", "pooling",
+                  "gram_mode", "precision")
 
 
 @dataclass
@@ -33,19 +45,31 @@ class Problem:
     content_features: torch.Tensor  # (filters, output_frames)
     style: StyleTarget
     config: TransferConfig
+    matrices: ConvMatrices | None = None  # the filters as product matrices, in the products' dtype
 
     def features(self, spec: torch.Tensor) -> torch.Tensor:
+        """(bins, frames) -> (filters, output_frames)."""
         c = self.config
-        bf16 = c.precision == "bf16" and self.filters.dtype == torch.float32
-        return feature_maps(spec, self.filters, c.activation, c.leaky_slope, c.pooling, bf16=bf16)
+        if self.matrices is None:
+            self.matrices = conv_matrices(self.filters, product_dtype(c, self.filters.dtype, self.filters.device))
+        return feature_maps(spec, self.matrices, c.activation, c.leaky_slope, c.pooling)
 
     def loss_parts(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(weighted total, unweighted content sum, unweighted style sum) for a (bins, frames) spectrogram."""
-        features = self.features(spec)
-        content = content_distance_sq(features, self.content_features)
-        style = style_distance_sq(features, self.style)
+        content, style = loss_terms(self.features(spec), self.content_features, self.style)
         total = self.config.alpha * content + self.config.beta * style
         return total, content, style
+
+
+def product_dtype(config: TransferConfig, dtype: torch.dtype, device: torch.device | str) -> torch.dtype:
+    """dtype of the convolution's two products: bfloat16 for precision 'bf16' on a float32 run where
+    bfloat16 products are fast (else float32 with a warning), otherwise the run's dtype."""
+    if config.precision != "bf16" or dtype != torch.float32:
+        return dtype
+    if not bf16_supported(device):
+        warnings.warn(f"precision bf16: no fast bfloat16 products on {device}; running float32", stacklevel=3)
+        return dtype
+    return torch.bfloat16
 
 
 def build_problem(
@@ -58,12 +82,51 @@ def build_problem(
     device = content_spec.device
     filters = random_filters(content_spec.shape[0], config.filters, config.kernel_width, config.init_gain,
                              config.seed, device=device, dtype=dtype)
-    problem = Problem(filters, content_features=None, style=None, config=config)  # type: ignore[arg-type]
+    matrices = conv_matrices(filters, product_dtype(config, dtype, device))
+    problem = Problem(filters, content_features=None, style=None, config=config,  # type: ignore[arg-type]
+                      matrices=matrices)
     with torch.no_grad():
         problem.content_features = problem.features(content_spec.to(dtype))
         style_features = problem.features(style_spec.to(dtype))
     problem.style = style_target(style_features, norm_frames=content_spec.shape[1], mode=config.gram_mode)
     return problem
+
+
+_PROBLEMS: OrderedDict[tuple, Problem] = OrderedDict()
+
+
+def _problem_key(content_spec: np.ndarray, style_spec: np.ndarray, config: TransferConfig,
+                 device: torch.device | str) -> tuple:
+    def digest(spec: np.ndarray) -> tuple:
+        data = np.ascontiguousarray(spec, dtype=np.float32)
+        return data.shape, hashlib.blake2b(data.tobytes(), digest_size=16).hexdigest()
+
+    return (digest(content_spec), digest(style_spec), str(torch.device(device)),
+            *(getattr(config, name) for name in NETWORK_FIELDS))
+
+
+def cached_problem(content_spec: np.ndarray, style_spec: np.ndarray, config: TransferConfig,
+                   device: torch.device | str = "cpu") -> Problem:
+    """`build_problem` for float32, through an LRU of the last PROBLEM_CACHE_SIZE (pair, network)s.
+
+    content_spec, style_spec: (bins, frames). A hit gives the same tensors, with `config` swapped in.
+    """
+    key = _problem_key(content_spec, style_spec, config, device)
+    problem = _PROBLEMS.get(key)
+    if problem is None:
+        content_t = torch.as_tensor(content_spec, dtype=torch.float32, device=device)
+        style_t = torch.as_tensor(style_spec, dtype=torch.float32, device=device)
+        problem = build_problem(content_t, style_t, config)
+        _PROBLEMS[key] = problem
+        while len(_PROBLEMS) > PROBLEM_CACHE_SIZE:
+            _PROBLEMS.popitem(last=False)
+    _PROBLEMS.move_to_end(key)
+    return dataclasses.replace(problem, config=config)
+
+
+def clear_problem_cache() -> None:
+    """Forget the cached problems (frees their filters)."""
+    _PROBLEMS.clear()
 
 
 def initial_spectrogram(content_spec: np.ndarray, init: str, seed: int) -> np.ndarray:
@@ -117,7 +180,7 @@ def _run_lbfgs(problem: Problem, x0: np.ndarray, progress: Progress | None) -> d
         state["evaluations"] += 1
         value = float(total.detach())
         _check_finite(value, state["evaluations"], config)
-        state["last"] = (flat.copy(), value, float(content), float(style))
+        state["last"] = (flat.copy(), value, float(content.detach()), float(style.detach()))
         if state["evaluations"] == 1:
             state["initial"] = value
         return value, spec.grad.detach().to(torch.float64).cpu().numpy().ravel()
@@ -184,22 +247,23 @@ def optimize_spectrogram(
     """Optimise a spectrogram whose features match the content's and whose Grams match the style's.
 
     content_spec, style_spec: (bins, frames) log-magnitudes with the same frame count.
-    `problem` may be passed in to reuse filters and targets built for the same config and pair.
-    L-BFGS-B runs in float32; if its line search fails in the first iterations (float32 round-off
-    at a huge initial loss), the run is repeated in float64 and `float64_fallback` is set.
+    `problem` may be passed in to reuse filters and targets built for the same config and pair;
+    without it they come from `cached_problem`. L-BFGS-B runs in float32; if its line search fails
+    in the first iterations (float32 round-off at a huge initial loss), the run is repeated in
+    float64 and `float64_fallback` is set.
     """
     start = time.perf_counter()
-    content_t = torch.as_tensor(content_spec, dtype=torch.float32, device=device)
-    style_t = torch.as_tensor(style_spec, dtype=torch.float32, device=device)
     if problem is None:
-        problem = build_problem(content_t, style_t, config)
+        problem = cached_problem(content_spec, style_spec, config, device)
     x0 = initial_spectrogram(content_spec, config.init, config.seed)
     run = _run_lbfgs if config.optimizer == "lbfgs" else _run_adam
     outcome = run(problem, x0, progress)
     fallback = False
     if (config.optimizer == "lbfgs" and outcome["iterations"] < min(EARLY_STALL_ITERATIONS, config.iterations)
             and "ABNORMAL" in outcome["stop_reason"].upper()):
-        problem64 = build_problem(content_t.double(), style_t.double(), config, dtype=torch.float64)
+        content_t, style_t = (torch.as_tensor(spec, dtype=torch.float64, device=device)
+                              for spec in (content_spec, style_spec))
+        problem64 = build_problem(content_t, style_t, config, dtype=torch.float64)
         outcome = run(problem64, x0, progress)
         fallback = True
     seconds = time.perf_counter() - start

@@ -1,0 +1,467 @@
+"""Speed of one optimisation step, and of the whole base-paper run, against the straightforward port.
+
+    python benchmark/bench_step.py            # full: about 10-15 minutes on 2 CPU cores
+    python benchmark/bench_step.py --quick    # a minute or two; writes nothing unless --out is given
+    python benchmark/bench_step.py --device cuda
+
+Everything is timed side by side on the same inputs, interleaved round by round, and reported as
+medians and ratios from one run (the machine may be shared: compare ratios, not absolute times).
+
+- step: the straightforward float32 step written here as the reference (F.conv1d, activation, Gram
+  F F^T over the filters, both losses, autograd backward); the project's step as optimize.py runs
+  it (Problem.loss_parts + backward) in every mode; the floor: the two products a step cannot avoid
+  (the convolution as the filter matrix times the unfolded input, and the transposed product for the
+  input gradient), at the same shapes and precision;
+- Gram crossover: the fused style loss and gradient, frames x frames identity against filters x filters;
+- scaling with clip length and filter count, with peak memory (one subprocess per case);
+- Griffin-Lim: librosa's against the torch version on the same magnitude, with spectral convergence;
+- the whole base-paper run (L-BFGS-B 300 iterations + Griffin-Lim 500) the straightforward way and
+  the project's way, with final losses (bf16 against fp32; with --filters-mode-run also the Gram over
+  filters against the frames identity, a float32 precision check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import scipy.optimize  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from musicstyle.config import INIT_NOISE_STD, TransferConfig, make_config  # noqa: E402
+from musicstyle.io import write_text  # noqa: E402
+from musicstyle.losses import StyleTarget, style_distance_sq, style_target  # noqa: E402
+from musicstyle.metrics import spectral_convergence  # noqa: E402
+from musicstyle.network import bf16_supported, conv_matrices, random_filters, unfold_frames  # noqa: E402
+from musicstyle.optimize import Problem, build_problem, clear_problem_cache, optimize_spectrogram  # noqa: E402
+from musicstyle.reconstruct import griffin_lim, griffin_lim_librosa  # noqa: E402
+from musicstyle.spectrogram import magnitude_from_log  # noqa: E402
+
+PAPER_SONGS = REPO.parent / "shared" / "paper-songs"
+Step = Callable[[torch.Tensor], tuple[float, torch.Tensor]]  # (bins, frames) -> (loss, gradient)
+
+
+# --- the straightforward reference ----------------------------------------------------------------
+
+class StraightStep:
+    """The straightforward float32 port: F.conv1d, ReLU, G = F F^T / n over the filters, autograd."""
+
+    def __init__(self, content: torch.Tensor, style: torch.Tensor, config: TransferConfig) -> None:
+        self.config = config
+        self.filters = random_filters(content.shape[0], config.filters, config.kernel_width, config.init_gain,
+                                      config.seed, device=content.device)
+        self.n = content.shape[1]
+        with torch.no_grad():
+            self.content_features = self.features(content)
+            style_features = self.features(style)
+            self.style_gram = style_features @ style_features.T / self.n
+
+    def features(self, spec: torch.Tensor) -> torch.Tensor:
+        """(bins, frames) -> (filters, frames - width + 1)."""
+        return F.relu(F.conv1d(spec.unsqueeze(0), self.filters)[0])
+
+    def loss(self, spec: torch.Tensor) -> torch.Tensor:
+        features = self.features(spec)
+        content = (features - self.content_features).square().sum()
+        style = (features @ features.T / self.n - self.style_gram).square().sum()
+        return self.config.alpha * content + self.config.beta * style
+
+    def __call__(self, spec: torch.Tensor) -> tuple[float, torch.Tensor]:
+        x = spec.detach().clone().requires_grad_(True)
+        total = self.loss(x)
+        total.backward()
+        return float(total.detach()), x.grad
+
+
+def project_step(problem: Problem) -> Step:
+    """The project's step as optimize.py runs it: Problem.loss_parts, then backward."""
+
+    def step(spec: torch.Tensor) -> tuple[float, torch.Tensor]:
+        x = spec.detach().clone().requires_grad_(True)
+        total, _, _ = problem.loss_parts(x)
+        total.backward()
+        return float(total.detach()), x.grad
+
+    return step
+
+
+def floor_products(filters: torch.Tensor, spec: torch.Tensor, dtype: torch.dtype) -> Callable[[], None]:
+    """The two unavoidable products at the step's shapes in `dtype`, each in its fastest layout:
+    (filters, bins*width) @ (bins*width, out) and (bins*width, filters) @ (filters, out)."""
+    weight = conv_matrices(filters, dtype).weight
+    weight_t = weight.T.contiguous()
+    columns = unfold_frames(spec.to(dtype), filters.shape[2]).contiguous()
+    grad = torch.randn(weight.shape[0], columns.shape[1], device=spec.device).to(dtype)
+
+    def run() -> None:
+        weight @ columns
+        weight_t @ grad
+
+    return run
+
+
+# --- timing -------------------------------------------------------------------------------------
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def interleaved(fns: dict[str, Callable[[], object]], rounds: int, device: torch.device) -> dict[str, float]:
+    """Median seconds of each function, run round-robin `rounds` times after one warm-up each."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def with_threads(threads: int, fn: Callable[[], object]) -> Callable[[], object]:
+    def run() -> object:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return fn()
+        finally:
+            torch.set_num_threads(before)
+
+    return run
+
+
+# --- inputs ----------------------------------------------------------------------------------------
+
+def synthetic_pair(bins: int, frames: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two log-magnitude-like spectrograms (bins, frames): log1p of |complex Gaussian| scaled by a slope."""
+    rng = np.random.default_rng(seed)
+    slope = 30.0 / np.arange(1, bins + 1)[:, None] ** 0.5
+    make = lambda: np.log1p(np.abs(rng.standard_normal((bins, frames)) * slope)).astype(np.float32)  # noqa: E731
+    return torch.as_tensor(make(), device=device), torch.as_tensor(make(), device=device)
+
+
+def paper_pair(config: TransferConfig) -> tuple[np.ndarray, np.ndarray, str]:
+    """The paper's songs' (bins, 430) log-magnitudes where ../shared has them, else a synthetic pair."""
+    content, style = PAPER_SONGS / "imperial.mp3", PAPER_SONGS / "usa.mp3"
+    if content.exists() and style.exists():
+        from musicstyle.transfer import load_pair
+
+        pair = load_pair(content, style, config)
+        return pair.content, pair.style, "paper songs (imperial / usa, 430 frames)"
+    c, s = synthetic_pair(config.n_bins, config.frames or 430, torch.device("cpu"))
+    return c.numpy(), s.numpy(), "synthetic spectrograms (paper songs absent)"
+
+
+# --- sections -------------------------------------------------------------------------------------
+
+def relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30))
+
+
+def bench_steps(device: torch.device, rounds: int, bf16: bool) -> tuple[list[list[str]], dict[str, float]]:
+    """The step table at the base shapes (1025 bins x 430 frames, 4096 filters, width 11)."""
+    config = make_config({"device": device.type})
+    content, style = synthetic_pair(config.n_bins, 430, device)
+    spec = torch.as_tensor(np.random.default_rng(1).standard_normal(content.shape) * INIT_NOISE_STD + 0.5,
+                           dtype=torch.float32, device=device)
+    straight = StraightStep(content, style, config)
+    fp32 = build_problem(content, style, config)
+    filters_mode = build_problem(content, style, config.replace(gram_mode="filters"))
+    fns: dict[str, Callable[[], object]] = {
+        "straightforward fp32 (conv1d, Gram over filters, autograd)": lambda: straight(spec),
+        "project fp32 (auto: frames identity)": lambda: project_step(fp32)(spec),
+        "project fp32, Gram over filters": lambda: project_step(filters_mode)(spec),
+        "floor fp32 (two products)": floor_products(fp32.filters, spec, torch.float32),
+    }
+    if device.type == "cpu":
+        fns["project fp32, 1 thread"] = with_threads(1, lambda: project_step(fp32)(spec))
+    if bf16:
+        bf = build_problem(content, style, config.replace(precision="bf16"))
+        fns["project bf16"] = lambda: project_step(bf)(spec)
+        fns["floor bf16 (two products)"] = floor_products(fp32.filters, spec, torch.bfloat16)
+    med = interleaved(fns, rounds, device)
+    reference_loss, reference_grad = straight(spec)
+    names = list(fns)
+    straight_name = names[0]
+    rows = []
+    for name in names:
+        floor = med["floor bf16 (two products)" if "bf16" in name else "floor fp32 (two products)"]
+        loss_diff = grad_diff = "-"
+        if name.startswith("project") and "thread" not in name:
+            problem = {"project fp32 (auto: frames identity)": fp32, "project fp32, Gram over filters": filters_mode,
+                       "project bf16": bf if bf16 else None}[name]
+            loss, grad = project_step(problem)(spec)
+            loss_diff = f"{abs(loss - reference_loss) / reference_loss:.1e}"
+            grad_diff = f"{relative(grad, reference_grad):.1e}"
+        rows.append([name, f"{med[name] * 1e3:.1f}", f"{med[straight_name] / med[name]:.2f}x",
+                     "-" if name.startswith("floor") else f"{med[name] / floor:.2f}x", loss_diff, grad_diff])
+    return rows, med
+
+
+def style_step(features: torch.Tensor, target: StyleTarget) -> Callable[[], torch.Tensor]:
+    """Style loss and its gradient in `features` (filters, frames)."""
+
+    def run() -> torch.Tensor:
+        x = features.detach().requires_grad_(True)
+        style_distance_sq(x, target).backward()
+        return x.grad
+
+    return run
+
+
+def bench_crossover(device: torch.device, rounds: int, filters: int, frame_list: list[int]) -> list[list[str]]:
+    """Fused style loss + gradient, float32: frames x frames identity against the filters x filters Gram."""
+    rows = []
+    for frames in frame_list:
+        gen = torch.Generator().manual_seed(frames)
+        style = torch.rand(filters, frames, generator=gen).to(device)
+        features = torch.rand(filters, frames, generator=gen).to(device)
+        fns = {mode: style_step(features, style_target(style, frames, mode)) for mode in ("frames", "filters")}
+        med = interleaved(fns, rounds, device)
+        rows.append([str(filters), str(frames), f"{frames / filters:.2f}", f"{med['frames'] * 1e3:.1f}",
+                     f"{med['filters'] * 1e3:.1f}", "frames" if med["frames"] < med["filters"] else "filters"])
+    return rows
+
+
+def run_case(case: str, device: torch.device, steps: int) -> dict[str, float]:
+    """One scaling case in this (fresh) process: 'method,frames,filters' -> median ms and peak memory."""
+    method, frames, filters = case.split(",")
+    config = make_config({"filters": int(filters), "frames": int(frames), "device": device.type,
+                          "precision": "bf16" if method == "bf16" else "fp32"})
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    content, style = synthetic_pair(config.n_bins, int(frames), device)
+    step = StraightStep(content, style, config) if method == "straight" else project_step(
+        build_problem(content, style, config))
+    med = interleaved({"step": lambda: step(content * 0.9)}, steps, device)["step"]
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base_rss)
+    return {"ms": med * 1e3, "peak_mb": peak}
+
+
+def bench_scaling(device: torch.device, steps: int, cases: list[tuple[int, int]], methods: list[str]
+                  ) -> list[list[str]]:
+    """Each (frames, filters) case and method in its own subprocess, for an honest peak memory."""
+    rows = []
+    for frames, filters in cases:
+        row = [str(frames), str(filters)]
+        results = {}
+        for method in methods:
+            out = subprocess.run([sys.executable, __file__, "--case", f"{method},{frames},{filters}",
+                                  "--device", device.type, "--rounds", str(steps)],
+                                 capture_output=True, text=True, check=True)
+            results[method] = json.loads(out.stdout.strip().splitlines()[-1])
+        for method in methods:
+            row.append(f"{results[method]['ms']:.0f}")
+        for method in methods[1:]:
+            row.append(f"{results['straight']['ms'] / results[method]['ms']:.2f}x")
+        for method in methods:
+            row.append(f"{results[method]['peak_mb']:.0f}")
+        rows.append(row)
+        print("  scaling", row, flush=True)
+    return rows
+
+
+def bench_griffin_lim(device: torch.device, log_mag: np.ndarray, iters: int, rounds: int,
+                      config: TransferConfig) -> tuple[list[list[str]], dict[str, float]]:
+    """librosa's Griffin-Lim against the torch one on the same magnitude (bins, frames)."""
+    magnitude = magnitude_from_log(log_mag)
+    n_fft, hop = config.n_fft, config.hop
+    fns = {"librosa (CPU)": lambda: griffin_lim_librosa(magnitude, n_fft, hop, iters, seed=0),
+           f"torch ({device.type})": lambda: griffin_lim(magnitude, n_fft, hop, iters, seed=0, device=device)}
+    med = interleaved(fns, rounds, device)
+    rows = []
+    for name, fn in fns.items():
+        audio = fn()
+        sc = spectral_convergence(audio, magnitude, n_fft, hop)
+        rows.append([name, str(iters), f"{med[name]:.2f}", f"{med['librosa (CPU)'] / med[name]:.2f}x", f"{sc:.4f}"])
+    return rows, med
+
+
+def straightforward_run(content: np.ndarray, style: np.ndarray, config: TransferConfig, device: torch.device
+                        ) -> tuple[float, float, int]:
+    """The straightforward port end to end: scipy L-BFGS-B on StraightStep, then librosa's Griffin-Lim.
+
+    Returns (seconds, final loss, evaluations).
+    """
+    start = time.perf_counter()
+    c, s = (torch.as_tensor(a, dtype=torch.float32, device=device) for a in (content, style))
+    step = StraightStep(c, s, config)
+    x0 = np.random.default_rng((config.seed, 2)).standard_normal(content.shape) * INIT_NOISE_STD
+    evaluations = 0
+
+    def fun(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        nonlocal evaluations
+        evaluations += 1
+        value, grad = step(torch.as_tensor(flat.reshape(content.shape), dtype=torch.float32, device=device))
+        return value, grad.double().cpu().numpy().ravel()
+
+    result = scipy.optimize.minimize(fun, x0.ravel(), jac=True, method="L-BFGS-B",
+                                     options={"maxiter": config.iterations, "maxcor": 10})
+    magnitude = magnitude_from_log(result.x.reshape(content.shape).astype(np.float32))
+    griffin_lim_librosa(magnitude, config.n_fft, config.hop, config.griffin_lim_iters, config.seed)
+    return time.perf_counter() - start, float(result.fun), evaluations
+
+
+def project_run(content: np.ndarray, style: np.ndarray, config: TransferConfig, device: torch.device
+                ) -> tuple[float, float, int, bool]:
+    """The project's way end to end (cold: filters and targets built inside): optimise, Griffin-Lim."""
+    clear_problem_cache()
+    start = time.perf_counter()
+    result = optimize_spectrogram(content, style, config, device=device)
+    griffin_lim(magnitude_from_log(result.spectrogram), config.n_fft, config.hop, config.griffin_lim_iters,
+                config.seed, device=device)
+    synchronize(device)
+    return time.perf_counter() - start, result.final_loss, result.evaluations, result.float64_fallback
+
+
+def bench_whole_run(device: torch.device, iterations: int, gl_iters: int, bf16: bool, filters_mode: bool
+                    ) -> list[list[str]]:
+    config = make_config({"device": device.type, "iterations": iterations, "griffin_lim_iters": gl_iters})
+    content, style, source = paper_pair(config)
+    print(f"  whole run on {source}", flush=True)
+    seconds, loss, evals = straightforward_run(content, style, config, device)
+    rows = [["straightforward fp32 (conv1d, Gram over filters, autograd; librosa Griffin-Lim)",
+             f"{seconds:.1f}", "1.00x", f"{loss:.2f}", "-", str(evals)]]
+    print("  ", rows[-1], flush=True)
+    variants = [("project fp32 (auto: frames identity)", config)]
+    if filters_mode:
+        variants.append(("project fp32, Gram over filters", config.replace(gram_mode="filters")))
+    if bf16:
+        variants.append(("project bf16", config.replace(precision="bf16")))
+    fp32_loss = None
+    for name, variant in variants:
+        t, final, evaluations, fallback = project_run(content, style, variant, device)
+        fp32_loss = final if fp32_loss is None else fp32_loss
+        diff = f"{(final - fp32_loss) / fp32_loss * 100:+.2f} %"
+        rows.append([name + (" (float64 fallback)" if fallback else ""), f"{t:.1f}", f"{seconds / t:.2f}x",
+                     f"{final:.2f}", diff, str(evaluations)])
+        print("  ", rows[-1], flush=True)
+    return rows
+
+
+# --- report ----------------------------------------------------------------------------------------
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine(device: torch.device) -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    isa = ", ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags) or "none listed"
+    text = (f"{cpu}, {os.cpu_count()} cores ({isa}), torch {torch.__version__}, "
+            f"{torch.get_num_threads()} torch threads, Python {platform.python_version()}")
+    if device.type == "cuda":
+        text += f"; GPU {torch.cuda.get_device_name(device)}"
+    return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, cases and iterations (a minute or two)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--out", default=None, help="markdown report (default results/benchmarks.md; none in --quick)")
+    parser.add_argument("--no-whole-run", action="store_true", help="skip the whole base-paper run")
+    parser.add_argument("--filters-mode-run", action="store_true",
+                        help="also run the whole optimisation with the Gram over filters (precision check)")
+    parser.add_argument("--rounds", type=int, default=None, help="timing rounds per measurement")
+    parser.add_argument("--case", default=None, help=argparse.SUPPRESS)  # one scaling case, in a subprocess
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA GPU")
+    if args.case:
+        print(json.dumps(run_case(args.case, device, args.rounds or 3)))
+        return
+    quick = args.quick
+    rounds = args.rounds or (3 if quick else 7)
+    bf16 = bf16_supported(device)
+    command = "python benchmark/bench_step.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    sections = [f"# Benchmarks\n\nCommand: `{command.strip()}`\n\nMachine: {machine(device)}; "
+                f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Medians of {rounds} interleaved "
+                "rounds; ratios are from the same run.\n"]
+    if not bf16:
+        sections.append("bfloat16 products are not fast on this device: bf16 rows are left out.\n")
+
+    print("step at the base shapes ...", flush=True)
+    rows, _ = bench_steps(device, rounds, bf16)
+    sections.append("## One step at the base shapes (1025 bins x 430 frames, 4096 filters, width 11)\n\n"
+                    "Speed-up against the straightforward step; cost against the floor (the two unavoidable "
+                    "products at the same precision); loss and gradient differences relative to the "
+                    "straightforward step.\n\n" + table(
+                        ["step", "median ms", "speed-up", "x floor", "loss diff", "grad diff"], rows))
+    print(sections[-1], flush=True)
+
+    print("Gram crossover ...", flush=True)
+    cross_filters = 1024 if quick else 4096
+    frame_list = [256, 512, 1024] if quick else [1024, 1536, 2048, 3072]
+    rows = bench_crossover(device, max(rounds // 2, 2), cross_filters, frame_list)
+    sections.append("## Gram crossover (style loss + gradient, float32)\n\n" + table(
+        ["filters", "frames", "frames / filters", "frames identity ms", "filters Gram ms", "faster"], rows))
+    print(sections[-1], flush=True)
+
+    print("scaling ...", flush=True)
+    methods = ["straight", "fp32"] + (["bf16"] if bf16 else [])
+    cases = ([(100, 4096), (430, 4096), (430, 1024)] if quick else
+             [(100, 4096), (430, 4096), (1000, 4096), (2000, 4096), (430, 1024), (430, 2048), (430, 8192)])
+    rows = bench_scaling(device, 1 if quick else 3, cases, methods)
+    memory = "peak GPU memory allocated" if device.type == "cuda" else "peak RSS above the process's start"
+    sections.append(f"## Scaling (one step, median ms; memory: {memory}, MB, one subprocess each)\n\n" + table(
+        ["frames", "filters", *[f"{m} ms" for m in methods], *[f"{m} speed-up" for m in methods[1:]],
+         *[f"{m} MB" for m in methods]], rows))
+    print(sections[-1], flush=True)
+
+    print("Griffin-Lim ...", flush=True)
+    config = make_config({"device": device.type})
+    content, _, source = paper_pair(config)
+    gl_iters = 50 if quick else 500
+    rows, _ = bench_griffin_lim(device, content, gl_iters, 2 if quick else 3, config)
+    sections.append(f"## Griffin-Lim on the same magnitude ({source})\n\n" + table(
+        ["implementation", "iterations", "median s", "speed-up", "spectral convergence"], rows))
+    print(sections[-1], flush=True)
+
+    if not args.no_whole_run:
+        iterations, gl = (10, 20) if quick else (300, 500)
+        print(f"whole run ({iterations} L-BFGS iterations, {gl} Griffin-Lim) ...", flush=True)
+        rows = bench_whole_run(device, iterations, gl, bf16, args.filters_mode_run)
+        sections.append(f"## Whole base-paper run ({iterations} L-BFGS-B iterations + {gl} Griffin-Lim, one run "
+                        "each, cold: filters and targets built inside)\n\n" + table(
+                            ["run", "seconds", "speed-up", "final loss", "vs project fp32", "evaluations"], rows))
+        print(sections[-1], flush=True)
+
+    out = args.out or (None if quick else str(REPO / "results" / "benchmarks.md"))
+    if out:
+        write_text(out, "\n\n".join(sections) + "\n")
+        print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""bf16 against float32 on the base paper's songs at the full default settings (minutes: marked slow)."""
+
+from __future__ import annotations
+
+import pytest
+
+from musicstyle.config import TransferConfig
+from musicstyle.network import bf16_supported
+from musicstyle.optimize import clear_problem_cache, optimize_spectrogram
+from musicstyle.transfer import load_pair
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.skipif(not bf16_supported("cpu"), reason="this CPU has no fast bfloat16 products (AVX-512 BF16 / AMX)")
+def test_bf16_final_loss_is_within_one_percent_of_float32(paper_songs):
+    config = TransferConfig().replace(device="cpu")
+    pair = load_pair(*paper_songs, config)
+    fp32 = optimize_spectrogram(pair.content, pair.style, config)
+    bf16 = optimize_spectrogram(pair.content, pair.style, config.replace(precision="bf16"))
+    clear_problem_cache()
+    assert not fp32.float64_fallback and not bf16.float64_fallback
+    assert bf16.final_loss == pytest.approx(fp32.final_loss, rel=0.01), (bf16.final_loss, fp32.final_loss)

@@ -1,0 +1,209 @@
+"""The fast paths give the numbers of the straightforward ones: convolution by products, fused losses,
+the frames identity, bfloat16, the problem cache, the float64 fallback and Griffin-Lim. No timings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from musicstyle import optimize
+from musicstyle.config import make_config
+from musicstyle.losses import loss_terms, style_distance_sq, style_target
+from musicstyle.metrics import spectral_convergence
+from musicstyle.network import bf16_supported, convolve, fold_padded, random_filters, unfold_frames
+from musicstyle.optimize import build_problem, cached_problem, clear_problem_cache, optimize_spectrogram
+from musicstyle.reconstruct import griffin_lim, griffin_lim_librosa
+from musicstyle.spectrogram import log_magnitude, magnitude_from_log
+
+SMALL = dict(n_fft=128, hop=32, filters=48, kernel_width=5, frames=40, iterations=15, device="cpu")
+BINS = 65  # n_fft 128
+
+
+def small_config(**changes):
+    return make_config(SMALL | changes)
+
+
+def spectrograms(frames: int = 40, dtype: torch.dtype = torch.float64, seed: int = 0) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.rand(BINS, frames, generator=gen, dtype=dtype) * 3 for _ in range(3)]
+
+
+def straightforward_step(content, style, spec, config, dtype=torch.float64):
+    """The reference: F.conv1d, activation, G = F F^T / n over the filters, both losses, autograd."""
+    filters = random_filters(BINS, config.filters, config.kernel_width, config.init_gain, config.seed, dtype=dtype)
+
+    def features(x):
+        pre = F.conv1d(x.unsqueeze(0), filters)
+        if config.activation == "relu":
+            out = F.relu(pre)
+        else:
+            out = F.leaky_relu(pre, config.leaky_slope) if config.activation == "leaky_relu" else F.elu(pre)
+        return (F.max_pool1d(out, config.pooling) if config.pooling > 1 else out)[0]
+
+    n = content.shape[1]
+    with torch.no_grad():
+        fc, fs = features(content), features(style)
+    x = spec.clone().requires_grad_(True)
+    f = features(x)
+    total = config.alpha * (f - fc).square().sum() + config.beta * (f @ f.T / n - fs @ fs.T / n).square().sum()
+    total.backward()
+    return float(total.detach()), x.grad
+
+
+def project_step(problem, spec):
+    x = spec.clone().requires_grad_(True)
+    total, _, _ = problem.loss_parts(x)
+    total.backward()
+    return float(total.detach()), x.grad
+
+
+# --- convolution as two products ------------------------------------------------------------------
+
+@pytest.mark.parametrize("width", [1, 5, 11])
+def test_product_convolution_equals_conv1d_with_its_gradient(width):
+    gen = torch.Generator().manual_seed(width)
+    spec = torch.rand(17, 30, generator=gen, dtype=torch.float64, requires_grad=True)
+    filters = torch.randn(9, 17, width, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(convolve(spec, filters), F.conv1d(spec.unsqueeze(0), filters)[0])
+    assert torch.autograd.gradcheck(lambda x: convolve(x, filters), (spec,))
+
+
+def test_fold_is_the_adjoint_of_unfold():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(7, 25, generator=gen, dtype=torch.float64)
+    columns = torch.randn(7 * 4, 22, generator=gen, dtype=torch.float64)
+    padded = torch.cat([columns, torch.zeros(7 * 4, 4, dtype=torch.float64)], dim=1)
+    lhs = (unfold_frames(x, 4) * columns).sum()
+    rhs = (x * fold_padded(padded, 4)).sum()
+    assert float(lhs) == pytest.approx(float(rhs), rel=1e-12)
+
+
+# --- the project's step against the straightforward one ---------------------------------------
+
+@pytest.mark.parametrize("gram_mode", ["frames", "filters"])
+@pytest.mark.parametrize("activation, pooling", [("relu", 1), ("leaky_relu", 2), ("elu", 1)])
+def test_step_gives_the_straightforward_loss_and_gradient(gram_mode, activation, pooling):
+    config = small_config(gram_mode=gram_mode, activation=activation, pooling=pooling, alpha=0.3, beta=2.0)
+    content, style, spec = spectrograms()
+    problem = build_problem(content, style, config, dtype=torch.float64)
+    assert problem.style.mode == gram_mode
+    loss, grad = project_step(problem, spec)
+    ref_loss, ref_grad = straightforward_step(content, style, spec, config)
+    assert loss == pytest.approx(ref_loss, rel=1e-10)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-9, atol=1e-12)
+
+
+def test_float32_step_is_close_to_float64():
+    config = small_config()
+    content, style, spec = spectrograms()
+    ref_loss, ref_grad = straightforward_step(content, style, spec, config)
+    problem = build_problem(content.float(), style.float(), config)
+    loss, grad = project_step(problem, spec.float())
+    assert loss == pytest.approx(ref_loss, rel=1e-5)
+    assert float((grad.double() - ref_grad).norm() / ref_grad.norm()) < 1e-4
+
+
+def test_fused_losses_match_separate_terms_and_only_the_input_gets_a_gradient():
+    gen = torch.Generator().manual_seed(3)
+    features, content, style = (torch.rand(32, 20, generator=gen, dtype=torch.float64) for _ in range(3))
+    target = style_target(style, 25, "frames")
+    x = features.clone().requires_grad_(True)
+    c, s = loss_terms(x, content, target)
+    (0.5 * c + 3.0 * s).backward()
+    y = features.clone().requires_grad_(True)
+    (0.5 * (y - content).square().sum() + 3.0 * (y @ y.T / 25 - style @ style.T / 25).square().sum()).backward()
+    torch.testing.assert_close(x.grad, y.grad, rtol=1e-10, atol=1e-12)
+    with torch.no_grad():
+        assert float(loss_terms(features, content, target)[1]) == pytest.approx(float(s), rel=1e-12)
+    assert not content.requires_grad and not style.requires_grad
+
+
+def test_frames_identity_keeps_its_precision_near_the_optimum_in_float32():
+    """Near the style the three squared norms nearly cancel; float64 sums keep the value right."""
+    gen = torch.Generator().manual_seed(5)
+    style = torch.rand(1024, 200, generator=gen, dtype=torch.float64)
+    features = style + 0.01 * torch.randn(1024, 200, generator=gen, dtype=torch.float64)
+    exact = float(style_distance_sq(features, style_target(style, 210, "filters")))
+    fast = float(style_distance_sq(features.float(), style_target(style.float(), 210, "frames")))
+    assert fast == pytest.approx(exact, rel=2e-3)  # float32 sums: 1.3 % off here
+
+
+# --- bfloat16 ----------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(not bf16_supported("cpu"), reason="this CPU has no fast bfloat16 products (AVX-512 BF16 / AMX)")
+def test_bf16_step_is_close_to_float32():
+    config = small_config(filters=256, frames=120)
+    content, style, spec = spectrograms(120, torch.float32)
+    problem32 = build_problem(content, style, config)
+    problem16 = build_problem(content, style, config.replace(precision="bf16"))
+    assert problem16.matrices.weight.dtype == torch.bfloat16
+    loss32, grad32 = project_step(problem32, spec)
+    loss16, grad16 = project_step(problem16, spec)
+    assert grad16.dtype == torch.float32
+    assert loss16 == pytest.approx(loss32, rel=1e-2)
+    assert float(torch.nn.functional.cosine_similarity(grad16.flatten(), grad32.flatten(), dim=0)) > 0.995
+
+
+def test_bf16_falls_back_to_float32_where_it_is_not_fast(monkeypatch):
+    monkeypatch.setattr(optimize, "bf16_supported", lambda device: False)
+    content, style, _ = spectrograms(dtype=torch.float32)
+    with pytest.warns(UserWarning, match="bf16"):
+        problem = build_problem(content, style, small_config(precision="bf16"))
+    assert problem.matrices.weight.dtype == torch.float32
+
+
+# --- problem cache -----------------------------------------------------------------------------------
+
+def test_problem_cache_hit_gives_identical_results():
+    clear_problem_cache()
+    content, style, _ = (s.numpy().astype(np.float32) for s in spectrograms(dtype=torch.float32))
+    config = small_config()
+    first = optimize_spectrogram(content, style, config)
+    hit = cached_problem(content, style, config)
+    assert hit.filters is cached_problem(content, style, config.replace(alpha=5.0, iterations=3)).filters
+    second = optimize_spectrogram(content, style, config)
+    assert second.final_loss == first.final_loss
+    np.testing.assert_array_equal(second.spectrogram, first.spectrogram)
+    clear_problem_cache()
+    cold = optimize_spectrogram(content, style, config)
+    assert cold.final_loss == first.final_loss
+    # a weight change reuses the network but not the loss; a network change or another pair misses
+    assert cached_problem(content, style, config.replace(alpha=5.0)).config.alpha == 5.0
+    assert cached_problem(content, style, config.replace(seed=1)).filters is not hit.filters
+    assert cached_problem(content + 1, style, config).content_features is not hit.content_features
+    clear_problem_cache()
+
+
+# --- float64 fallback -------------------------------------------------------------------------------
+
+def test_early_line_search_failure_reruns_in_float64(monkeypatch):
+    calls = []
+    real = optimize._run_lbfgs
+
+    def run(problem, x0, progress):
+        calls.append(problem.filters.dtype)
+        outcome = real(problem, x0, progress)
+        if len(calls) == 1:
+            outcome = outcome | {"iterations": 1, "stop_reason": "ABNORMAL_TERMINATION_IN_LNSRCH"}
+        return outcome
+
+    monkeypatch.setattr(optimize, "_run_lbfgs", run)
+    content, style, _ = (s.numpy().astype(np.float32) for s in spectrograms(dtype=torch.float32))
+    result = optimize_spectrogram(content, style, small_config(precision="bf16"))
+    assert calls == [torch.float32, torch.float64]
+    assert result.float64_fallback and result.iterations > 1
+
+
+# --- Griffin-Lim -------------------------------------------------------------------------------------
+
+def test_torch_and_librosa_griffin_lim_reach_the_same_quality():
+    t = np.arange(8000) / 8000
+    audio = (np.sin(2 * np.pi * 440 * t) * np.sin(2 * np.pi * 2 * t) + 0.3 * np.sin(2 * np.pi * 1250 * t))
+    magnitude = magnitude_from_log(log_magnitude(audio.astype(np.float32), 256, 64))
+    start = spectral_convergence(griffin_lim(magnitude, 256, 64, iters=0, seed=0), magnitude, 256, 64)
+    ours = spectral_convergence(griffin_lim(magnitude, 256, 64, iters=40, seed=0), magnitude, 256, 64)
+    theirs = spectral_convergence(griffin_lim_librosa(magnitude, 256, 64, iters=40, seed=0), magnitude, 256, 64)
+    assert ours < 0.5 * start
+    assert ours == pytest.approx(theirs, rel=0.02)
