@@ -13,7 +13,7 @@ import torch
 from .audio import load_clip
 from .config import TransferConfig
 from .errors import AudioError, ConfigError
-from .metrics import FairMeasures, evaluation_space, fair_measures
+from .metrics import EvaluationSpace, FairMeasures, evaluation_space, fair_measures
 from .optimize import OptimizationResult, Problem, Progress, optimize_spectrogram
 from .reconstruct import griffin_lim
 from .spectrogram import crop_frames, log_magnitude, magnitude_from_log
@@ -85,9 +85,12 @@ class TransferResult:
 
 def run_transfer(
     pair: PairSpectrograms, config: TransferConfig, progress: Progress | None = None,
-    problem: Problem | None = None,
+    problem: Problem | None = None, space: EvaluationSpace | None = None,
 ) -> TransferResult:
-    """Optimise, reconstruct with Griffin-Lim and take the fair measures of one pair."""
+    """Optimise, reconstruct with Griffin-Lim and take the fair measures of one pair.
+
+    `space` may be passed in to reuse the pair's evaluation space (the sweep builds it once per pair).
+    """
     device = resolve_device(config.device)
     optimization = optimize_spectrogram(pair.content, pair.style, config, device=device,
                                         progress=progress, problem=problem)
@@ -95,6 +98,7 @@ def run_transfer(
     magnitude = magnitude_from_log(optimization.spectrogram)
     audio = griffin_lim(magnitude, config.n_fft, config.hop, config.griffin_lim_iters, config.seed, device=device)
     reconstruct_seconds = time.perf_counter() - start
-    space = evaluation_space(pair.content, pair.style, config.n_fft, config.hop, device=device)
+    if space is None:
+        space = evaluation_space(pair.content, pair.style, config.n_fft, config.hop, device=device)
     measures = fair_measures(audio, space, magnitude)
     return TransferResult(audio, optimization, measures, reconstruct_seconds, config, str(device))

@@ -232,3 +232,25 @@ def test_unwritable_results_folder_and_empty_corpus(tmp_path, corpus):
     empty = tmp_path / "empty.yaml"
     empty.write_text("pairs: []\n")
     assert main(["--config", str(tiny_config(tmp_path, empty)), "--results", str(tmp_path / "r")]) == 2
+
+
+def test_cached_evaluation_spaces_match_fresh_ones(tmp_path):
+    """The sweep builds each pair's evaluation space once, sharing the fixed filters between pairs."""
+    import torch
+
+    from musicstyle.corpus import pairs_from_yaml
+    from musicstyle.metrics import evaluation_space
+    from musicstyle.study import PairCache
+    from musicstyle.sweepconfig import load_settings
+
+    pairs = pairs_from_yaml(make_corpus(tmp_path))
+    config = load_settings(tiny_config(tmp_path, tmp_path / "corpus.yaml")).base_config()
+    cache = PairCache()
+    spaces = [cache.space(pair, config, "cpu") for pair in pairs]
+    assert spaces[1].filters is spaces[0].filters and cache.space(pairs[1], config, "cpu") is spaces[1]
+    for pair, space in zip(pairs, spaces):
+        spectrograms = cache.get(pair, config)
+        fresh = evaluation_space(spectrograms.content, spectrograms.style, config.n_fft, config.hop)
+        assert space.frames == fresh.frames
+        assert torch.allclose(space.content_features, fresh.content_features)
+        assert torch.allclose(space.style_features, fresh.style_features)
