@@ -473,7 +473,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, plan: SweepPlan, cache: 
         return []
     heartbeat = Heartbeat(trial)
     outcomes: list[PairOutcome] = []
-    prune = plan.objective != "pareto"
+    prune = plan.objective != "pareto" and "paper_row" not in trial.user_attrs  # the paper's rows run in full
     rss_before = _peak_memory_mb()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -544,8 +544,7 @@ def progress_line(study: optuna.Study, plan: SweepPlan, trial: FrozenTrial) -> s
     done = counted_trials(trials)
     durations = [t.duration.total_seconds() for t in trials if is_counted(t) and t.duration is not None
                  and "repeat_of" not in t.user_attrs]
-    running = max(1, sum(t.state == TrialState.RUNNING for t in trials) + 1)
-    eta = (plan.trials - done) * float(np.mean(durations)) / min(running, plan.workers) if durations else None
+    eta = (plan.trials - done) * float(np.mean(durations)) / plan.workers if durations else None
     value = "" if trial.values is None else " " + ", ".join(f"{v:.4g}" for v in trial.values)
     reason = trial.user_attrs.get("fail_reason") or trial.user_attrs.get("prune_reason") or ""
     head = f"trial {trial.number} {trial.state.name}{value}"
@@ -929,6 +928,10 @@ def sweep(args: Any) -> int:
     if warning and not args.report_only:
         print(warning, file=sys.stderr)
     study = open_study(plan, create=False) if args.report_only else prepare(plan)
+    if args.report_only and args.trials is None:
+        plan.trials = int(study.user_attrs.get("trials", plan.trials))
+    elif not args.report_only:
+        study.set_user_attr("trials", plan.trials)
     status = 0
     if not args.report_only:
         done = counted_trials(study.get_trials(deepcopy=False))
