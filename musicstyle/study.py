@@ -473,7 +473,8 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, plan: SweepPlan, cache: 
         return []
     heartbeat = Heartbeat(trial)
     outcomes: list[PairOutcome] = []
-    prune = plan.objective != "pareto" and "paper_row" not in trial.user_attrs  # the paper's rows run in full
+    report = plan.objective != "pareto"  # Optuna has no intermediate values for multi-objective studies
+    prune = report and "paper_row" not in trial.user_attrs  # the paper's rows run in full (and still report)
     rss_before = _peak_memory_mb()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -487,9 +488,9 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, plan: SweepPlan, cache: 
             trial.set_user_attr("pairs", [o.row for o in outcomes])
             if outcome.row["status"] != "ok":
                 raise MusicStyleError(f"pair '{outcome.row['pair']}': {outcome.row['error']}")
-            if prune:
+            if report:
                 trial.report(objective_values(outcome.row, plan.objective)[0], step=index)
-                if len(outcomes) < len(plan.pairs) and trial.should_prune():
+                if prune and len(outcomes) < len(plan.pairs) and trial.should_prune():
                     raise optuna.TrialPruned(f"pruned after {len(outcomes)} of {len(plan.pairs)} pairs")
     finally:
         summary = summarise(outcomes)
@@ -652,19 +653,23 @@ def run_worker(plan: SweepPlan, worker: int = 0, threads: int | None = None) -> 
             print(tag + progress_line(study, plan, frozen), file=sys.stderr, flush=True)
 
 
-def catch_stop_signals() -> None:
-    """Ctrl-C (even where a background start ignored it) and SIGTERM stop cleanly via KeyboardInterrupt."""
+def catch_stop_signals(once: bool = False) -> None:
+    """Ctrl-C (even where a background start ignored it) and SIGTERM stop cleanly via KeyboardInterrupt;
+    with `once` (spawned workers) later signals are ignored so the clean-up is not cut short."""
     import signal
 
     def stop(signum: int, frame: Any) -> None:
+        if once:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, stop if once else signal.default_int_handler)
     signal.signal(signal.SIGTERM, stop)
 
 
 def _worker_entry(plan: SweepPlan, worker: int, threads: int) -> None:
-    catch_stop_signals()
+    catch_stop_signals(once=True)
     try:
         run_worker(plan, worker, threads)
     except KeyboardInterrupt:
@@ -692,7 +697,12 @@ def run_workers(plan: SweepPlan) -> None:
         for process in processes:
             process.join()
     except KeyboardInterrupt:
-        for process in processes:  # they got the same Ctrl-C; let them record their trials
+        import signal
+
+        for process in processes:  # pass the stop on (a terminal's Ctrl-C reached them already: no harm)
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGINT)
+        for process in processes:  # let them record their trials
             process.join()
         raise
 

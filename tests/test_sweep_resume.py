@@ -93,3 +93,16 @@ def test_trial_of_a_killed_process_is_failed_and_rerun(tmp_path, corpus):
     assert len(retry) == 1 and retry[0].params == stale.params and retry[0].state.is_finished()
     assert len(counted(study)) == 4
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+
+
+def test_two_workers_share_the_study_and_stop_at_exactly_n(tmp_path, corpus):
+    config = tiny_config(tmp_path, corpus, trials=6, iterations=30)  # trials long enough for both to start
+    results = tmp_path / "results"
+    assert main(["--config", str(config), "--results", str(results), "--workers", "2", "--quiet"]) == 0
+    study = load(results, "tiny")
+    assert len(counted(study)) == 6
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    pids = {t.user_attrs["worker"]["pid"] for t in study.trials if "worker" in t.user_attrs}
+    assert len(pids) == 2 and os.getpid() not in pids  # both spawned processes ran trials
+    assert [t.user_attrs.get("paper_row") for t in study.trials[:4]] == [
+        "base paper (ReLU)", "blog LeakyReLU", "blog ELU", "blog SELU"]
