@@ -634,8 +634,9 @@ def limit_threads(threads: int) -> None:
         pass
 
 
-def run_worker(plan: SweepPlan, worker: int = 0, threads: int | None = None) -> int:
-    """One process's loop until the study has its N trials. Returns the trials it ran."""
+def run_worker(plan: SweepPlan, worker: int = 0, threads: int | None = None, parent: int | None = None) -> int:
+    """One process's loop until the study has its N trials (or its `parent` process is gone).
+    Returns the trials it ran."""
     limit_threads(threads or max(1, (os.cpu_count() or 1) // plan.workers))
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
@@ -644,13 +645,14 @@ def run_worker(plan: SweepPlan, worker: int = 0, threads: int | None = None) -> 
     cache = PairCache()
     ran = 0
     tag = f"[worker {worker}] " if plan.workers > 1 else ""
-    while True:
+    while parent is None or os.getppid() == parent:  # a worker whose parent was killed stops after its trial
         frozen = run_one(study, plan, cache)
         if frozen is None:
             return ran
         ran += 1
         if not plan.quiet:
             print(tag + progress_line(study, plan, frozen), file=sys.stderr, flush=True)
+    return ran
 
 
 def catch_stop_signals(once: bool = False) -> None:
@@ -668,10 +670,10 @@ def catch_stop_signals(once: bool = False) -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
-def _worker_entry(plan: SweepPlan, worker: int, threads: int) -> None:
+def _worker_entry(plan: SweepPlan, worker: int, threads: int, parent: int) -> None:
     catch_stop_signals(once=True)
     try:
-        run_worker(plan, worker, threads)
+        run_worker(plan, worker, threads, parent)
     except KeyboardInterrupt:
         pass
     except MusicStyleError as err:
@@ -689,7 +691,7 @@ def run_workers(plan: SweepPlan) -> None:
 
     context = multiprocessing.get_context("spawn")
     threads = max(1, cores // plan.workers)
-    processes = [context.Process(target=_worker_entry, args=(plan, w, threads), daemon=False)
+    processes = [context.Process(target=_worker_entry, args=(plan, w, threads, os.getpid()), daemon=False)
                  for w in range(plan.workers)]
     for process in processes:
         process.start()

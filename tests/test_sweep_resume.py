@@ -27,7 +27,7 @@ def counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 def run_sweep(config: Path, results: Path, trials: int) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "sweep.py", "--config", str(config), "--results", str(results),
-                             "--trials", str(trials)], cwd=REPO, stdout=subprocess.PIPE,
+                             "--trials", str(trials), "--workers", "1"], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
