@@ -23,6 +23,7 @@ medians and ratios from one run (the machine may be shared: compare ratios, not 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -44,13 +45,12 @@ import torch.nn.functional as F  # noqa: E402
 from musicstyle.config import INIT_NOISE_STD, TransferConfig, make_config  # noqa: E402
 from musicstyle.io import write_text  # noqa: E402
 from musicstyle.losses import StyleTarget, style_distance_sq, style_target  # noqa: E402
-from musicstyle.metrics import spectral_convergence  # noqa: E402
 from musicstyle.network import bf16_supported, conv_matrices, random_filters, unfold_frames  # noqa: E402
 from musicstyle.optimize import Problem, build_problem, clear_problem_cache, optimize_spectrogram  # noqa: E402
 from musicstyle.reconstruct import griffin_lim, griffin_lim_librosa  # noqa: E402
-from musicstyle.spectrogram import magnitude_from_log  # noqa: E402
 
 PAPER_SONGS = REPO.parent / "shared" / "paper-songs"
+HAVE_LIBROSA = importlib.util.find_spec("librosa") is not None  # audio sections need it (GPU boxes may lack it)
 Step = Callable[[torch.Tensor], tuple[float, torch.Tensor]]  # (bins, frames) -> (loss, gradient)
 
 
@@ -190,8 +190,11 @@ def bench_steps(device: torch.device, rounds: int, bf16: bool) -> tuple[list[lis
         "project fp32, Gram over filters": lambda: project_step(filters_mode)(spec),
         "floor fp32 (two products)": floor_products(fp32.filters, spec, torch.float32),
     }
-    if device.type == "cpu":
-        fns["project fp32, 1 thread"] = with_threads(1, lambda: project_step(fp32)(spec))
+    threads = torch.get_num_threads()
+    other = 1 if threads > 1 else (os.cpu_count() or 1)
+    if device.type == "cpu" and other != threads:
+        name = f"project fp32, {other} thread(s) instead of {threads}"
+        fns[name] = with_threads(other, lambda: project_step(fp32)(spec))
     if bf16:
         bf = build_problem(content, style, config.replace(precision="bf16"))
         fns["project bf16"] = lambda: project_step(bf)(spec)
@@ -204,7 +207,7 @@ def bench_steps(device: torch.device, rounds: int, bf16: bool) -> tuple[list[lis
     for name in names:
         floor = med["floor bf16 (two products)" if "bf16" in name else "floor fp32 (two products)"]
         loss_diff = grad_diff = "-"
-        if name.startswith("project") and "thread" not in name:
+        if name.startswith("project") and "thread" not in name:  # the thread row computes the same
             problem = {"project fp32 (auto: frames identity)": fp32, "project fp32, Gram over filters": filters_mode,
                        "project bf16": bf if bf16 else None}[name]
             loss, grad = project_step(problem)(spec)
@@ -240,12 +243,24 @@ def bench_crossover(device: torch.device, rounds: int, filters: int, frame_list:
     return rows
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (MB): VmHWM, which, unlike ru_maxrss, a fork + exec does not
+    inherit from the (large) parent."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run_case(case: str, device: torch.device, steps: int) -> dict[str, float]:
     """One scaling case in this (fresh) process: 'method,frames,filters' -> median ms and peak memory."""
     method, frames, filters = case.split(",")
     config = make_config({"filters": int(filters), "frames": int(frames), "device": device.type,
                           "precision": "bf16" if method == "bf16" else "fp32"})
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base_rss = peak_rss_mb()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     content, style = synthetic_pair(config.n_bins, int(frames), device)
@@ -253,7 +268,7 @@ def run_case(case: str, device: torch.device, steps: int) -> dict[str, float]:
         build_problem(content, style, config))
     med = interleaved({"step": lambda: step(content * 0.9)}, steps, device)["step"]
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base_rss)
+            else peak_rss_mb() - base_rss)
     return {"ms": med * 1e3, "peak_mb": peak}
 
 
@@ -266,11 +281,12 @@ def bench_scaling(device: torch.device, steps: int, cases: list[tuple[int, int]]
         results = {}
         for method in methods:
             out = subprocess.run([sys.executable, __file__, "--case", f"{method},{frames},{filters}",
-                                  "--device", device.type, "--rounds", str(steps)],
+                                  "--device", device.type, "--rounds", str(steps),
+                                  "--threads", str(torch.get_num_threads())],
                                  capture_output=True, text=True, check=True)
             results[method] = json.loads(out.stdout.strip().splitlines()[-1])
         for method in methods:
-            row.append(f"{results[method]['ms']:.0f}")
+            row.append(f"{results[method]['ms']:.1f}")
         for method in methods[1:]:
             row.append(f"{results['straight']['ms'] / results[method]['ms']:.2f}x")
         for method in methods:
@@ -283,6 +299,9 @@ def bench_scaling(device: torch.device, steps: int, cases: list[tuple[int, int]]
 def bench_griffin_lim(device: torch.device, log_mag: np.ndarray, iters: int, rounds: int,
                       config: TransferConfig) -> tuple[list[list[str]], dict[str, float]]:
     """librosa's Griffin-Lim against the torch one on the same magnitude (bins, frames)."""
+    from musicstyle.metrics import spectral_convergence
+    from musicstyle.spectrogram import magnitude_from_log
+
     magnitude = magnitude_from_log(log_mag)
     n_fft, hop = config.n_fft, config.hop
     fns = {"librosa (CPU)": lambda: griffin_lim_librosa(magnitude, n_fft, hop, iters, seed=0),
@@ -302,6 +321,8 @@ def straightforward_run(content: np.ndarray, style: np.ndarray, config: Transfer
 
     Returns (seconds, final loss, evaluations).
     """
+    from musicstyle.spectrogram import magnitude_from_log
+
     start = time.perf_counter()
     c, s = (torch.as_tensor(a, dtype=torch.float32, device=device) for a in (content, style))
     step = StraightStep(c, s, config)
@@ -324,6 +345,8 @@ def straightforward_run(content: np.ndarray, style: np.ndarray, config: Transfer
 def project_run(content: np.ndarray, style: np.ndarray, config: TransferConfig, device: torch.device
                 ) -> tuple[float, float, int, bool]:
     """The project's way end to end (cold: filters and targets built inside): optimise, Griffin-Lim."""
+    from musicstyle.spectrogram import magnitude_from_log
+
     clear_problem_cache()
     start = time.perf_counter()
     result = optimize_spectrogram(content, style, config, device=device)
@@ -358,6 +381,16 @@ def bench_whole_run(device: torch.device, iterations: int, gl_iters: int, bf16: 
     return rows
 
 
+def griffin_lim_section(device: torch.device, quick: bool) -> str:
+    print("Griffin-Lim ...", flush=True)
+    config = make_config({"device": device.type})
+    content, _, source = paper_pair(config)
+    gl_iters = 50 if quick else 500
+    rows, _ = bench_griffin_lim(device, content, gl_iters, 2 if quick else 3, config)
+    return f"## Griffin-Lim on the same magnitude ({source})\n\n" + table(
+        ["implementation", "iterations", "median s", "speed-up", "spectral convergence"], rows)
+
+
 # --- report ----------------------------------------------------------------------------------------
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -378,7 +411,8 @@ def machine(device: torch.device) -> str:
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     isa = ", ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags) or "none listed"
     text = (f"{cpu}, {os.cpu_count()} cores ({isa}), torch {torch.__version__}, "
-            f"{torch.get_num_threads()} torch threads, Python {platform.python_version()}")
+            f"{torch.get_num_threads()} torch threads, Python {platform.python_version()}, "
+            f"load average at start {os.getloadavg()[0]:.1f}")
     if device.type == "cuda":
         text += f"; GPU {torch.cuda.get_device_name(device)}"
     return text
@@ -393,11 +427,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--filters-mode-run", action="store_true",
                         help="also run the whole optimisation with the Gram over filters (precision check)")
     parser.add_argument("--rounds", type=int, default=None, help="timing rounds per measurement")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default torch's: one per core); 1 is steadier on a shared machine")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)  # one scaling case, in a subprocess
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA GPU")
+    torch.backends.cudnn.allow_tf32 = False  # fp32 is fp32 for the reference conv1d too (cuDNN default: TF32)
     if args.case:
         print(json.dumps(run_case(args.case, device, args.rounds or 3)))
         return
@@ -439,14 +478,12 @@ def main(argv: list[str] | None = None) -> None:
          *[f"{m} MB" for m in methods]], rows))
     print(sections[-1], flush=True)
 
-    print("Griffin-Lim ...", flush=True)
-    config = make_config({"device": device.type})
-    content, _, source = paper_pair(config)
-    gl_iters = 50 if quick else 500
-    rows, _ = bench_griffin_lim(device, content, gl_iters, 2 if quick else 3, config)
-    sections.append(f"## Griffin-Lim on the same magnitude ({source})\n\n" + table(
-        ["implementation", "iterations", "median s", "speed-up", "spectral convergence"], rows))
-    print(sections[-1], flush=True)
+    if not HAVE_LIBROSA:
+        sections.append("librosa is not installed here: the Griffin-Lim and whole-run sections are left out.\n")
+        args.no_whole_run = True
+    else:
+        sections.append(griffin_lim_section(device, quick))
+        print(sections[-1], flush=True)
 
     if not args.no_whole_run:
         iterations, gl = (10, 20) if quick else (300, 500)

@@ -1,11 +1,12 @@
 """Losses: content = alpha * sum (F - F_content)^2; style = beta * sum (G - G_style)^2, G = F F^T / n.
 
 `n` is the spectrogram's input frame count (as the base paper's notebook). F has shape
-(filters K, frames T). When T < K the style term is computed through frames x frames products,
+(filters K, frames T). For T well below K ('auto': see `choose_gram_mode`) the style term is
+computed through frames x frames products,
 
     ||F F^T - S S^T||^2 = ||F^T F||^2 - 2 ||F^T S||^2 + ||S^T S||^2,
 
-the same number for about T/K of the work (tests check loss and gradient agree). The three
+the same number for about 2T/K of the work (tests check loss and gradient agree). The three
 squared norms are summed in float64: near the optimum they are large and nearly cancel.
 
 Both terms are fused (`loss_terms`): the forward pass computes the losses and, when a gradient is
@@ -40,7 +41,7 @@ class StyleTarget:
 
 # 'auto' uses the frames x frames identity while frames * FRAMES_MODE_CROSSOVER < filters: measured by
 # benchmark/bench_step.py (section "Gram crossover"); the identity costs ~4 K T^2, the Gram ~2 K^2 T.
-FRAMES_MODE_CROSSOVER = 1.0
+FRAMES_MODE_CROSSOVER = 1.6
 
 
 def choose_gram_mode(mode: str, filters: int, frames: int) -> str:

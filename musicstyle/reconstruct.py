@@ -8,7 +8,6 @@ the same spectral convergence: benchmark/bench_step.py); the same loop through l
 
 from __future__ import annotations
 
-import librosa
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -60,6 +59,8 @@ def griffin_lim(
 
 def griffin_lim_librosa(magnitude: np.ndarray, n_fft: int, hop: int, iters: int, seed: int) -> np.ndarray:
     """librosa's Griffin-Lim with the same start phase and no momentum, for comparison."""
+    import librosa  # only here: the torch path runs where librosa is not installed
+
     magnitude = np.asarray(magnitude, dtype=np.float32)
     phase = _phase_start(magnitude.shape, seed)
     # librosa's init="random" draws its own phase; start it from ours instead through one manual step.
