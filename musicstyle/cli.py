@@ -115,7 +115,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     paper_song_paths(args.paper_dir)
     runs = plan_runs(args.seeds, args.variant_seeds, quick=args.quick)
     print(f"{len(runs)} runs on the paper's songs, results in {out_dir}", file=sys.stderr)
-    frame = run_all(args.paper_dir, out_dir, base, runs)
+    frame = run_all(args.paper_dir, out_dir, base, runs, workers=args.workers)
     command = args.command_line or "python -m musicstyle " + shlex.join(sys.argv[1:])
     report = write_report(frame, out_dir, base, command)
     print(f"wrote {report}, {out_dir / 'runs.csv'} and plots")
@@ -148,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--seeds", type=int, default=3, help="seeds for the four rows and the ablation")
     reproduce.add_argument("--variant-seeds", type=int, default=1, help="seeds for each variant")
     reproduce.add_argument("--quick", action="store_true", help="one run of each kind (a smoke test)")
+    reproduce.add_argument("--workers", type=int, default=1,
+                           help="processes running at once (default 1; more pays on a GPU or many cores)")
     reproduce.add_argument("--command-line", help=argparse.SUPPRESS)
     add_config_arguments(reproduce)
     reproduce.set_defaults(func=cmd_reproduce)

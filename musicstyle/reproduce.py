@@ -114,18 +114,42 @@ def run_one(run: Run, pair, base: TransferConfig, out_dir: Path) -> dict[str, An
     return record | summary | {"state": "ok", "reason": "", "seconds": time.perf_counter() - start}
 
 
-def run_all(paper_dir: str | Path, out_dir: str | Path, base: TransferConfig, runs: list[Run]) -> pd.DataFrame:
-    """Run what `runs.csv` in `out_dir` does not have yet, saving after each run; return all rows."""
+_worker_pair = None  # each worker process loads the pair once
+
+
+def _start_worker(paper_dir: str, base: TransferConfig, threads: int) -> None:
+    import torch
+
+    global _worker_pair
+    torch.set_num_threads(threads)
+    _worker_pair = load_pair(*paper_song_paths(paper_dir), base)
+
+
+def _run_in_worker(run: Run, base: TransferConfig, out_dir: Path) -> dict[str, Any]:
+    return run_one(run, _worker_pair, base, out_dir)
+
+
+def run_all(paper_dir: str | Path, out_dir: str | Path, base: TransferConfig, runs: list[Run],
+            workers: int = 1) -> pd.DataFrame:
+    """Run what `runs.csv` in `out_dir` does not have yet, saving after each run; return all rows.
+
+    With `workers` > 1 the runs go to that many processes (each with cores / workers threads): worth it
+    on a GPU, whose runs leave the card mostly idle, or on a machine with many cores.
+    """
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
     out_dir = Path(out_dir)
     csv = out_dir / "runs.csv"
     done = pd.read_csv(csv) if csv.exists() else pd.DataFrame()
     finished = set(done["run_id"]) if len(done) else set()
     todo = [r for r in runs if r.run_id not in finished]
-    pair = load_pair(*paper_song_paths(paper_dir), base)
+    todo.sort(key=lambda r: -r.settings.get("iterations", base.iterations))  # longest first packs workers best
     records = done.to_dict("records") if len(done) else []
     start = time.perf_counter()
-    for index, run in enumerate(todo, 1):
-        record = run_one(run, pair, base, out_dir)
+
+    def record_done(index: int, run: Run, record: dict[str, Any]) -> None:
         records.append(record)
         write_csv(csv, pd.DataFrame(records))
         elapsed = time.perf_counter() - start
@@ -133,6 +157,18 @@ def run_all(paper_dir: str | Path, out_dir: str | Path, base: TransferConfig, ru
         print(f"run {index}/{len(todo)} [{run.group}] {run.label} (row: {run.row or '-'}) seed {run.seed}: "
               f"{record['state']} loss {loss:.4g} in {record['seconds']:.0f} s; "
               f"ETA {elapsed / index * (len(todo) - index) / 60:.1f} min", file=sys.stderr, flush=True)
+
+    if workers <= 1 or len(todo) <= 1:
+        pair = load_pair(*paper_song_paths(paper_dir), base)
+        for index, run in enumerate(todo, 1):
+            record_done(index, run, run_one(run, pair, base, out_dir))
+    else:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                                 initargs=(str(paper_dir), base, threads)) as pool:
+            futures = {pool.submit(_run_in_worker, run, base, out_dir): run for run in todo}
+            for index, future in enumerate(as_completed(futures), 1):
+                record_done(index, futures[future], future.result())
     frame = pd.DataFrame(records)
     wanted = {r.run_id for r in runs}
     return frame[frame["run_id"].isin(wanted)].reset_index(drop=True)
