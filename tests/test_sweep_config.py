@@ -23,7 +23,7 @@ def test_default_config_is_documented_and_valid():
     assert settings.search["activation"].choices == ("relu", "leaky_relu", "elu", "selu")
     assert settings.search["lr"].when == {"optimizer": ("adam",)}
     config = settings.base_config()
-    assert config.clip_seconds == 4.0 and config.iterations == 80 and config.precision == "bf16"
+    assert config.clip_seconds == 4.0 and config.iterations == 120 and config.precision == "bf16"
     assert config.n_fft == TransferConfig().n_fft  # not set in the file: TransferConfig's default
 
 
