@@ -172,10 +172,7 @@ def open_study(plan: SweepPlan, worker: int = 0, create: bool = True) -> optuna.
     if plan.study_name in names:
         study = optuna.load_study(study_name=plan.study_name, storage=storage, sampler=make_sampler(plan, worker),
                                   pruner=make_pruner(plan))
-        stored = study.user_attrs.get("objective")
-        if stored and stored != plan.objective:
-            raise ConfigError(f"study '{plan.study_name}' was created with objective '{stored}', not "
-                              f"'{plan.objective}': give --objective {stored} or a new --study name")
+        check_same_study(study, plan)
         return study
     if not create:
         raise StorageError(f"no study named '{plan.study_name}' in the storage")
@@ -185,7 +182,25 @@ def open_study(plan: SweepPlan, worker: int = 0, create: bool = True) -> optuna.
     study.set_user_attr("config", plan.settings.raw)
     study.set_user_attr("config_source", plan.settings.source)
     study.set_user_attr("corpus", [p.to_dict() for p in plan.pairs])
+    study.set_user_attr("fixed", plan.settings.base_config().to_dict())
     return study
+
+
+def check_same_study(study: optuna.Study, plan: SweepPlan) -> None:
+    """A resumed study keeps its objective, corpus and fixed settings (else its trials would not compare)."""
+    attrs = study.user_attrs
+    hint = "give a new --study name"
+    if attrs.get("objective", plan.objective) != plan.objective:
+        raise ConfigError(f"study '{plan.study_name}' was created with objective '{attrs['objective']}', not "
+                          f"'{plan.objective}': give --objective {attrs['objective']} or a new --study name")
+    if "corpus" in attrs and attrs["corpus"] != [p.to_dict() for p in plan.pairs]:
+        raise ConfigError(f"study '{plan.study_name}' was created with another corpus "
+                          f"({', '.join(p['name'] for p in attrs['corpus'])}): {hint}")
+    fixed = plan.settings.base_config().to_dict()
+    changed = sorted(k for k, v in attrs.get("fixed", fixed).items() if fixed.get(k) != v)
+    if changed:
+        was = ", ".join(f"{k}={attrs['fixed'][k]}" for k in changed)
+        raise ConfigError(f"study '{plan.study_name}' was created with other fixed settings ({was}): {hint}")
 
 
 def paper_row_params(settings: SweepSettings) -> list[tuple[str, dict[str, Any], float]]:

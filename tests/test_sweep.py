@@ -174,8 +174,12 @@ def test_pareto_objective_records_two_values_and_never_prunes(tmp_path, corpus):
     assert trials["objective_content_distance"].tolist() == pytest.approx(trials["content_distance"].tolist())
     assert trials["objective_style_distance"].tolist() == pytest.approx(trials["style_distance"].tolist())
     assert_png(results / "tiny" / "history.png")  # the Pareto front
-    # resuming with another objective is refused in one line
+    # resuming with another objective, corpus or fixed setting is refused in one line
     assert main(["--config", str(config), "--results", str(results), "--objective", "quality"]) == 2
+    assert main(["--config", str(config), "--results", str(results), "--set", "fixed.iterations=6"]) == 2
+    (tmp_path / "one.yaml").write_text(corpus.read_text().split("  - {name: p1")[0])
+    assert main(["--config", str(config), "--results", str(results), "--corpus", str(tmp_path / "one.yaml")]) == 2
+    assert main(["--config", str(config), "--results", str(results), "--quiet"]) == 0  # the same settings resume
 
 
 def test_sqlite_storage_url(tmp_path, corpus):
