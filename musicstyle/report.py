@@ -171,9 +171,9 @@ def results_markdown(frame: pd.DataFrame, meta: dict[str, Any], reevaluation: pd
     lines.append(_table(best, ["trial"] + params + measures + ["paper_row"]) if not best.empty
                  else "No completed trial yet.")
     lines += ["", "## The paper's four rows, measured here", "",
-              "The paper's figures are final losses at full size (10 s, 300 L-BFGS iterations); ours are at "
-              "the sweep's settings (summed over the same loss terms, averaged over the corpus pairs), so "
-              "compare the order and the fair measures, not the absolute totals.", ""]
+              "The paper's figures are final losses on its two songs at full size (10 s, 300 L-BFGS "
+              "iterations); ours are means over this corpus's pairs at the sweep's settings (the same loss "
+              "terms), so compare the order and the fair measures, not the absolute totals.", ""]
     paper = frame[frame["paper_row"] != ""] if "paper_row" in frame and not frame.empty else frame[:0]
     paper = paper[paper["discarded"] == ""] if not paper.empty else paper
     lines.append(_table(paper, ["paper_row", "trial", "state", "paper_loss"] + measures) if not paper.empty
