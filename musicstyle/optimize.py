@@ -248,9 +248,9 @@ def optimize_spectrogram(
 
     content_spec, style_spec: (bins, frames) log-magnitudes with the same frame count.
     `problem` may be passed in to reuse filters and targets built for the same config and pair;
-    without it they come from `cached_problem`. L-BFGS-B runs in float32; if its line search fails
-    in the first iterations (float32 round-off at a huge initial loss), the run is repeated in
-    float64 and `float64_fallback` is set.
+    without it they come from `cached_problem`. L-BFGS-B runs in float32; if it stops within the
+    first iterations (float32 round-off at a huge initial loss), the run is repeated in float64 and
+    `float64_fallback` is set.
     """
     start = time.perf_counter()
     if problem is None:
@@ -259,8 +259,9 @@ def optimize_spectrogram(
     run = _run_lbfgs if config.optimizer == "lbfgs" else _run_adam
     outcome = run(problem, x0, progress)
     fallback = False
-    if (config.optimizer == "lbfgs" and outcome["iterations"] < min(EARLY_STALL_ITERATIONS, config.iterations)
-            and "ABNORMAL" in outcome["stop_reason"].upper()):
+    # float32 round-off at a huge initial loss ends L-BFGS-B within a few iterations, as a line-search
+    # failure (ABNORMAL) or as a false "relative reduction <= factr*epsmch" convergence: retry in float64.
+    if config.optimizer == "lbfgs" and outcome["iterations"] < min(EARLY_STALL_ITERATIONS, config.iterations):
         content_t, style_t = (torch.as_tensor(spec, dtype=torch.float64, device=device)
                               for spec in (content_spec, style_spec))
         problem64 = build_problem(content_t, style_t, config, dtype=torch.float64)

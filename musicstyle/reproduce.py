@@ -164,6 +164,8 @@ def run_all(paper_dir: str | Path, out_dir: str | Path, base: TransferConfig, ru
             record_done(index, run, run_one(run, pair, base, out_dir))
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # BLAS in the workers too
+            os.environ[name] = str(threads)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
                                  initargs=(str(paper_dir), base, threads)) as pool:
             futures = {pool.submit(_run_in_worker, run, base, out_dir): run for run in todo}
