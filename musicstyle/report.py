@@ -155,13 +155,16 @@ def results_markdown(frame: pd.DataFrame, meta: dict[str, Any], reevaluation: pd
     """results.md: header, best configurations, the paper's rows, per activation, re-evaluation, plots."""
     objective = meta["objective"]
     params = [c for c in meta.get("params", []) if c in frame]
-    states = frame["state"].value_counts().to_dict() if not frame.empty else {}
+    kept = frame[frame["discarded"].fillna("") == ""] if not frame.empty else frame
+    states = kept["state"].value_counts().to_dict() if not kept.empty else {}
+    discarded = len(frame) - len(kept)
     counted = 0 if frame.empty else int((frame["discarded"] == "").sum() - (frame["state"] == "RUNNING").sum()
                                         - (frame["state"] == "WAITING").sum())
     lines = [f"# Sweep `{meta['study']}`", "",
              f"Objective **{objective}** ({', '.join(OBJECTIVE_COLUMNS[objective])}, lower is better); "
              f"{counted} of {meta['trials']} trials done; states: "
-             + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "none") + ".",
+             + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "none")
+             + (f"; {discarded} discarded (stale, interrupted or surplus, not counted)" if discarded else "") + ".",
              f"Corpus: {meta.get('corpus', '')}.", f"Fixed settings: {meta.get('fixed', '')}.",
              runtime_line(frame), ""]
     lines += ["## Best configurations", ""]
