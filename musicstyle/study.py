@@ -583,8 +583,11 @@ def progress_line(study: optuna.Study, plan: SweepPlan, trial: FrozenTrial) -> s
 
 
 def _tell_failed(study: optuna.Study, trial: optuna.Trial, reason: str) -> FrozenTrial:
-    trial.set_user_attr("fail_reason", reason[:1000])
-    return study.tell(trial, state=TrialState.FAIL)
+    try:
+        trial.set_user_attr("fail_reason", reason[:1000])
+    except optuna.exceptions.UpdateFinishedTrialError:  # another process failed it as stale meanwhile
+        pass
+    return study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
 
 def run_one(study: optuna.Study, plan: SweepPlan, cache: PairCache) -> FrozenTrial | None:
@@ -608,15 +611,15 @@ def run_one(study: optuna.Study, plan: SweepPlan, cache: PairCache) -> FrozenTri
         if "repeat_of" in trial.user_attrs:
             repeat = study._storage.get_trial(
                 study._storage.get_trial_id_from_study_id_trial_number(study._study_id, trial.user_attrs["repeat_of"]))
-            frozen = study.tell(trial, repeat.values)
+            frozen = study.tell(trial, repeat.values, skip_if_finished=True)
         else:
             summary = summarise(outcomes)
-            frozen = study.tell(trial, objective_values(summary, plan.objective))
+            frozen = study.tell(trial, objective_values(summary, plan.objective), skip_if_finished=True)
             if _is_best(study, trial.number):
                 save_best_outputs(plan, trial.number, outcomes)
     except optuna.TrialPruned as pruned:
         trial.set_user_attr("prune_reason", str(pruned))
-        frozen = study.tell(trial, state=TrialState.PRUNED)
+        frozen = study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
     except KeyboardInterrupt:
         frozen = study._storage.get_trial(trial._trial_id)
         if discard(study, frozen, "interrupted", "interrupted (Ctrl-C); re-run on resume"):
