@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,22 +16,43 @@ from .errors import AudioError
 SILENCE_PEAK = 1e-5  # a clip whose absolute peak is below this is treated as silent
 
 
+@contextlib.contextmanager
+def _quiet_c_stderr() -> Iterator[None]:
+    """Silence what C decoders print straight to file descriptor 2 (mpg123's 'Note: ...' lines on bad
+    MP3 data), so a bad file gives our one-line error and nothing else."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _decode(path: Path) -> tuple[np.ndarray, int]:
     """Whole file as (samples, channels) float32 and its rate; AudioError if not audio."""
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with _quiet_c_stderr():
+            data, rate = sf.read(str(path), dtype="float32", always_2d=True)
         return data, int(rate)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as first:
         try:  # formats libsndfile lacks (m4a, ...) through librosa/audioread, if a backend exists
             import librosa
 
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _quiet_c_stderr():
                 warnings.simplefilter("ignore")
                 mono, rate = librosa.load(str(path), sr=None, mono=False)
             mono = np.atleast_2d(mono).T.astype(np.float32)
             return mono, int(rate)
         except Exception:
             reason = str(first).splitlines()[0] if str(first) else type(first).__name__
+            if "does not exist" in reason:  # libsndfile's words when its MP3 decoder rejects the data
+                reason = "unrecognised or corrupt audio data"
             raise AudioError(f"not a readable audio file: {path} ({reason})") from None
 
 
