@@ -43,7 +43,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from musicstyle.config import INIT_NOISE_STD, TransferConfig, make_config  # noqa: E402
-from musicstyle.io import write_text  # noqa: E402
+from musicstyle.io import cpu_model, write_text  # noqa: E402
 from musicstyle.losses import StyleTarget, style_distance_sq, style_target  # noqa: E402
 from musicstyle.network import bf16_supported, conv_matrices, random_filters, unfold_frames  # noqa: E402
 from musicstyle.optimize import Problem, build_problem, clear_problem_cache, optimize_spectrogram  # noqa: E402
@@ -400,14 +400,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def machine(device: torch.device) -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     isa = ", ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags) or "none listed"
     text = (f"{cpu}, {os.cpu_count()} cores ({isa}), torch {torch.__version__}, "

@@ -7,7 +7,6 @@ config's default, so the CLI never holds a default of its own.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from .config import FIELDS, TransferConfig, make_config
 from .errors import MusicStyleError
+from .io import ensure_writable_folder
 
 
 def flag(name: str) -> str:
@@ -40,15 +40,9 @@ def config_from_args(args: argparse.Namespace, base: TransferConfig | None = Non
 
 def check_writable(path: Path) -> None:
     """Fail early, before any work, if an output cannot be written."""
-    folder = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise MusicStyleError(f"output path is a folder: {path}")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise MusicStyleError(f"cannot create output folder {folder}: {err.strerror}") from None
-    if not os.access(folder, os.W_OK):
-        raise MusicStyleError(f"output folder is not writable: {folder}")
+    ensure_writable_folder(path.parent if str(path.parent) else Path("."))
 
 
 def progress_printer(label: str = "") -> Callable[[int, int, float], None]:

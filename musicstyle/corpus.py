@@ -17,6 +17,7 @@ import yaml
 from .audio import duration_seconds
 from .errors import AudioError, ConfigError
 from .paper import paper_song_paths
+from .sweepconfig import reject_unknown
 
 PACKAGE_ROOT = "immich-memories-music"  # `root:` value naming the built-in package's tracks folder
 MOODS = ("calm", "energetic", "happy", "nostalgic", "tender")
@@ -111,9 +112,7 @@ def pairs_from_mapping(data: Any, source: str, base: Path) -> list[SongPair]:
         data = {"pairs": data}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a corpus must be a mapping with a 'pairs' list")
-    unknown = sorted(set(data) - set(CORPUS_KEYS))
-    if unknown:
-        raise ConfigError(f"{source}: unknown corpus key '{unknown[0]}' (known: {', '.join(CORPUS_KEYS)})")
+    reject_unknown(data, CORPUS_KEYS, "corpus key '{}'", source)
     root = _root(data.get("root"), base)
     offset = _seconds(data.get("offset_seconds"), f"{source}: offset_seconds")
     clip = _seconds(data.get("clip_seconds"), f"{source}: clip_seconds")

@@ -52,3 +52,29 @@ def write_csv(path: str | os.PathLike, frame: Any) -> None:
     """Write a pandas DataFrame as CSV atomically."""
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
+
+
+def ensure_writable_folder(folder: str | os.PathLike, what: str = "output") -> None:
+    """Create `folder` if needed and check it is writable: a one-line MusicStyleError otherwise."""
+    from .errors import MusicStyleError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise MusicStyleError(f"cannot create {what} folder {folder}: {err.strerror}") from None
+    if not os.access(folder, os.W_OK):
+        raise MusicStyleError(f"{what} folder is not writable: {folder}")
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

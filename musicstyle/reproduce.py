@@ -26,7 +26,7 @@ import pandas as pd
 
 from .config import TransferConfig
 from .errors import MusicStyleError
-from .io import save_figure, write_csv, write_text
+from .io import cpu_model, save_figure, write_csv, write_text
 from .paper import BASE_ROW, PAPER_ROWS, PaperRow, paper_song_paths
 from .transfer import load_pair, run_transfer
 
@@ -349,14 +349,7 @@ def plot_ablation(frame: pd.DataFrame, out_dir: Path) -> None:
 def machine_description() -> str:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     text = f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, Python {platform.python_version()}"
     if torch.cuda.is_available():
         text += f", GPU {torch.cuda.get_device_name(0)}"

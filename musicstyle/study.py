@@ -33,6 +33,7 @@ from .audio import write_wav
 from .config import TransferConfig
 from .corpus import SongPair, preflight, resolve_corpus
 from .errors import ConfigError, MusicStyleError
+from .io import ensure_writable_folder
 from .metrics import EvaluationSpace, evaluation_space
 from .paper import PAPER_ROWS
 from .sweepconfig import SweepSettings
@@ -744,12 +745,7 @@ def resolve_pairs(settings: SweepSettings, corpus: str | None = None, content_di
 
 def check_results_dir(results_dir: Path) -> None:
     """The results folder exists or can be made, and is writable (one-line error otherwise)."""
-    try:
-        results_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise StorageError(f"cannot create results folder {results_dir}: {err.strerror}") from None
-    if not os.access(results_dir, os.W_OK):
-        raise StorageError(f"results folder is not writable: {results_dir}")
+    ensure_writable_folder(results_dir, "results")
 
 
 def loss_objective_warning(settings: SweepSettings) -> str | None:

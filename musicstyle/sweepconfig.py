@@ -125,14 +125,19 @@ def _checked(fixed: dict[str, Any], name: str, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: {err}") from None
 
 
+def reject_unknown(data: dict, known: Any, label: str, source: str) -> None:
+    """ConfigError naming the first key of `data` not in `known`; `label` formats it, e.g. "section '{}'"."""
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{source}: unknown {label.format(unknown[0])} (known: {', '.join(known)})")
+
+
 def parse_study(data: Any, source: str) -> dict[str, Any]:
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: 'study' must be a mapping")
-    unknown = sorted(set(data) - set(STUDY_DEFAULTS))
-    if unknown:
-        raise ConfigError(f"{source}: unknown key 'study.{unknown[0]}' (known: {', '.join(STUDY_DEFAULTS)})")
+    reject_unknown(data, STUDY_DEFAULTS, "key 'study.{}'", source)
     study = STUDY_DEFAULTS | data
     where = f"{source}: study."
     if study["objective"] not in OBJECTIVES:
@@ -226,9 +231,7 @@ def parse_settings(data: Any, source: str, base_dir: Path = Path(".")) -> SweepS
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a sweep config must be a mapping with sections {', '.join(SECTIONS)}")
-    unknown = sorted(set(data) - set(SECTIONS))
-    if unknown:
-        raise ConfigError(f"{source}: unknown section '{unknown[0]}' (known: {', '.join(SECTIONS)})")
+    reject_unknown(data, SECTIONS, "section '{}'", source)
     study = parse_study(data.get("study"), source)
     fixed = parse_fixed(data.get("fixed"), source)
     fixed = {k: fixed[k] for k in (data.get("fixed") or {})}
