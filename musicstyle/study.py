@@ -44,6 +44,7 @@ MEASURES = ("final_loss", "content_loss", "style_loss", "content_loss_unweighted
             "evaluations", "optimize_seconds", "reconstruct_seconds")
 HISTORY_POINTS = 200  # loss curves kept per pair (downsampled)
 HEARTBEAT_SECONDS = 30.0
+SCHEMA_RACE_ATTEMPTS = 5  # tries to open an RDB storage while other workers create its tables
 
 
 class StorageError(MusicStyleError):
@@ -129,15 +130,22 @@ def open_storage(url: str | None, results_dir: Path) -> optuna.storages.BaseStor
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("postgresql"):
         engine_kwargs = {"connect_args": {"connect_timeout": 10}}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-            storage.get_all_studies()
-    except Exception as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StorageError(f"cannot open storage {_mask(url)}: {reason[:300]}") from None
-    return storage
+    for attempt in range(SCHEMA_RACE_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+                storage.get_all_studies()
+            return storage
+        except Exception as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            # workers starting together on an empty database race to create Optuna's tables: the loser
+            # sees a duplicate-key or already-exists error, and a second try finds the tables made
+            racing = "UniqueViolation" in reason or "already exists" in reason
+            if not racing or attempt == SCHEMA_RACE_ATTEMPTS - 1:
+                raise StorageError(f"cannot open storage {_mask(url)}: {reason[:300]}") from None
+            time.sleep(0.5 + random.random())
+    raise AssertionError("unreachable")
 
 
 def directions(objective: str) -> list[str]:

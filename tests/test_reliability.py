@@ -37,17 +37,20 @@ def test_three_workers_on_postgresql_end_at_exactly_n(postgres_url, tmp_path, co
     """Three sweep.py processes at once share one PostgreSQL study: none lost, none duplicated."""
     config = tiny_config(tmp_path, corpus, trials=9, iterations=30)
     workers = [sweep_process(config, tmp_path / f"r{i}", postgres_url, "three", 9) for i in range(3)]
+    errors = []
     for process in workers:
         _, err = process.communicate(timeout=600)
+        errors.append(err)
         assert process.returncode == 0, err
         assert "Traceback" not in err
     study = optuna.load_study(study_name="three", storage=postgres_url)
     done = counted(study)
-    assert len(done) == 9
+    states = [(t.number, t.state.name, t.user_attrs.get("discarded")) for t in study.trials]
+    assert len(done) == 9, (states, errors)
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
     assert len({t.number for t in done}) == 9
     pids = {t.user_attrs["worker"]["pid"] for t in done if "worker" in t.user_attrs}
-    assert len(pids) == 3  # every process ran trials
+    assert len(pids) == 3, (states, errors)  # every process ran trials
     rows = [t.user_attrs.get("paper_row") for t in done if t.user_attrs.get("paper_row")]
     assert sorted(rows) == sorted(["base paper (ReLU)", "blog LeakyReLU", "blog ELU", "blog SELU"])  # once each
     # the report built from the database matches the trials
