@@ -181,18 +181,33 @@ def open_study(plan: SweepPlan, worker: int = 0, create: bool = True) -> optuna.
     if plan.study_name in names:
         study = optuna.load_study(study_name=plan.study_name, storage=storage, sampler=make_sampler(plan, worker),
                                   pruner=make_pruner(plan))
+        wait_until_ready(study)
         check_same_study(study, plan)
         return study
     if not create:
         raise StorageError(f"no study named '{plan.study_name}' in the storage")
-    study = optuna.create_study(study_name=plan.study_name, storage=storage, directions=directions(plan.objective),
-                                sampler=make_sampler(plan, worker), pruner=make_pruner(plan), load_if_exists=True)
+    try:  # exactly one process wins the creation; the others load the study it made
+        study = optuna.create_study(study_name=plan.study_name, storage=storage,
+                                    directions=directions(plan.objective), sampler=make_sampler(plan, worker),
+                                    pruner=make_pruner(plan), load_if_exists=False)
+    except optuna.exceptions.DuplicatedStudyError:
+        return open_study(plan, worker, create=False)
     study.set_user_attr("objective", plan.objective)
     study.set_user_attr("config", plan.settings.raw)
     study.set_user_attr("config_source", plan.settings.source)
     study.set_user_attr("corpus", [p.to_dict() for p in plan.pairs])
     study.set_user_attr("fixed", plan.settings.base_config().to_dict())
+    enqueue_paper_rows(study, plan.settings)
+    study.set_user_attr("ready", True)  # set last: workers that lost the creation wait for it
     return study
+
+
+def wait_until_ready(study: optuna.Study, timeout_seconds: float = 60.0) -> None:
+    """Wait while another process is still creating the study (recording its config, queueing the
+    paper's rows), so that the rows run first and once. A study with trials is ready."""
+    end = time.time() + timeout_seconds
+    while "ready" not in study.user_attrs and not study.get_trials(deepcopy=False) and time.time() < end:
+        time.sleep(0.2)
 
 
 def check_same_study(study: optuna.Study, plan: SweepPlan) -> None:
@@ -233,7 +248,7 @@ def paper_row_params(settings: SweepSettings) -> list[tuple[str, dict[str, Any],
 
 
 def enqueue_paper_rows(study: optuna.Study, settings: SweepSettings) -> None:
-    """Enqueue the paper's four rows so they run first (only in a study with no trials yet)."""
+    """Enqueue the paper's four rows so they run first (by the process that created the study)."""
     if not settings.study["paper_rows"] or study.get_trials(deepcopy=False):
         return
     for label, params, figure in paper_row_params(settings):
@@ -767,7 +782,6 @@ def prepare(plan: SweepPlan) -> optuna.Study:
     """Open or create the study, enqueue the paper's rows in a new one, recover stale trials."""
     check_results_dir(plan.results_dir)
     study = open_study(plan)
-    enqueue_paper_rows(study, plan.settings)
     stale = fail_stale_trials(study, plan.settings.study["stale_after_seconds"])
     if stale:
         print(f"re-running {len(stale)} trial(s) left RUNNING by a stopped process: {stale}", file=sys.stderr)
