@@ -76,24 +76,43 @@ def bf16_supported(device: torch.device | str) -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def unfold_frames(spec: torch.Tensor, kernel_width: int) -> torch.Tensor:
-    """Im2col along time: (bins, frames) -> (bins * width, frames - width + 1), rows ordered (bin, tap)."""
+def product_columns(columns: int, dtype: torch.dtype) -> int:
+    """`columns` rounded up to whole blocks of the CPU's matrix kernels: 32 in bfloat16 (AMX), 16 otherwise.
+
+    At the base shapes (420 output frames) the products with 448 columns (bf16) or 432 (fp32) are
+    faster than with 420 or 431, zeros and all (benchmark/bench_step.py: the floor rows "on N columns").
+    """
+    multiple = 32 if dtype == torch.bfloat16 else 16
+    return -(-columns // multiple) * multiple
+
+
+def unfold_frames(spec: torch.Tensor, kernel_width: int, columns: int | None = None,
+                  dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Im2col along time: (bins, frames) -> (bins * width, columns), rows ordered (bin, tap).
+
+    The first frames - width + 1 columns hold the windows, the rest (up to `columns`) zeros; the
+    copy converts to `dtype` (default: spec's) on the way.
+    """
     bins, frames = spec.shape
     out = frames - kernel_width + 1
-    return spec.unfold(1, kernel_width, 1).permute(0, 2, 1).reshape(bins * kernel_width, out)
+    columns = out if columns is None else columns
+    unfolded = spec.new_empty(bins, kernel_width, columns, dtype=dtype or spec.dtype)
+    unfolded[:, :, :out] = spec.unfold(1, kernel_width, 1).permute(0, 2, 1)
+    unfolded[:, :, out:] = 0
+    return unfolded.view(bins * kernel_width, columns)
 
 
-def fold_padded(columns: torch.Tensor, kernel_width: int) -> torch.Tensor:
-    """Adjoint of `unfold_frames` (summed in float32 at least), from columns padded to one frame more than the input.
+def fold_padded(columns: torch.Tensor, kernel_width: int, frames: int) -> torch.Tensor:
+    """Adjoint of `unfold_frames`: (bins * width, padded) -> (bins, frames), in columns' dtype (float32 sums).
 
-    columns: (bins * width, frames + 1) whose last `width` columns are zero -> (bins, frames).
-    Row k of a bin's (width, frames + 1) block, read flat with row length `frames`, is shifted by k:
+    `columns` holds frames - width + 1 columns of data, then zeros, frames + 1 columns at least.
+    Row k of a bin's (width, padded) block, read flat with row length padded - 1, is shifted by k:
     the overlap-add is then one strided sum over the taps.
     """
     rows, padded = columns.shape
-    bins, frames = rows // kernel_width, padded - 1
-    flat = columns.reshape(bins, kernel_width * padded)[:, : kernel_width * frames]
-    return flat.view(bins, kernel_width, frames).sum(1, dtype=torch.promote_types(columns.dtype, torch.float32))
+    bins = rows // kernel_width
+    flat = columns.reshape(bins, kernel_width * padded)[:, : kernel_width * (padded - 1)]
+    return flat.view(bins, kernel_width, padded - 1).sum(1)[:, :frames]
 
 
 @dataclass
@@ -117,23 +136,29 @@ def conv_matrices(filters: torch.Tensor, dtype: torch.dtype) -> ConvMatrices:
 
 
 class _ValidConv1d(torch.autograd.Function):
-    """pre = W @ unfold(x); d x = fold(W^T @ d pre). No gradient for W, ever."""
+    """pre = W @ unfold(x); d x = fold(W^T @ d pre). No gradient for W, ever.
+
+    Both products run on `product_columns` columns (zeros past the data), then are cut back.
+    """
 
     @staticmethod
     def forward(ctx, spec: torch.Tensor, matrices: ConvMatrices) -> torch.Tensor:  # type: ignore[override]
         ctx.matrices = matrices
         ctx.spec_dtype = spec.dtype
-        columns = unfold_frames(spec.to(matrices.weight.dtype), matrices.kernel_width)
-        return (matrices.weight @ columns).to(spec.dtype)
+        ctx.frames = spec.shape[1]
+        dtype, width = matrices.weight.dtype, matrices.kernel_width
+        out = ctx.frames - width + 1
+        columns = unfold_frames(spec, width, product_columns(out, dtype), dtype=dtype)
+        return (matrices.weight @ columns)[:, :out].to(spec.dtype)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
         m = ctx.matrices
         filters, out = grad.shape
-        padded = grad.new_empty(filters, out + m.kernel_width, dtype=m.weight.dtype)  # frames + 1 columns
+        padded = grad.new_empty(filters, product_columns(ctx.frames + 1, m.weight.dtype), dtype=m.weight.dtype)
         padded[:, :out] = grad
         padded[:, out:] = 0
-        return fold_padded(m.weight_t @ padded, m.kernel_width).to(ctx.spec_dtype), None
+        return fold_padded(m.weight_t @ padded, m.kernel_width, ctx.frames).to(ctx.spec_dtype), None
 
 
 def convolve(spec: torch.Tensor, filters: torch.Tensor | ConvMatrices, bf16: bool = False) -> torch.Tensor:
@@ -145,6 +170,14 @@ def convolve(spec: torch.Tensor, filters: torch.Tensor | ConvMatrices, bf16: boo
     if not isinstance(filters, ConvMatrices):
         filters = conv_matrices(filters, torch.bfloat16 if bf16 else spec.dtype)
     return _ValidConv1d.apply(spec, filters)
+
+
+def pool_activations(pre: torch.Tensor, activation: str, leaky_slope: float = 0.3, pooling: int = 1) -> torch.Tensor:
+    """Non-linearity, then non-overlapping max pooling over time: (filters, frames) -> (filters, frames // pooling)."""
+    features = activate(pre, activation, leaky_slope)
+    if pooling > 1:
+        features = F.max_pool1d(features.unsqueeze(0), pooling)[0]
+    return features
 
 
 def feature_maps(
@@ -160,8 +193,25 @@ def feature_maps(
     With `bf16`, the convolution's two products run in bfloat16 and the result comes back in the
     spectrogram's dtype; the activation and the losses stay in that dtype.
     """
-    pre = convolve(spec, filters, bf16=bf16)
-    features = activate(pre, activation, leaky_slope)
-    if pooling > 1:
-        features = F.max_pool1d(features.unsqueeze(0), pooling)[0]
-    return features
+    return pool_activations(convolve(spec, filters, bf16=bf16), activation, leaky_slope, pooling)
+
+
+@dataclass
+class Anchor:
+    """A spectrogram and its convolution, for convolving others through their difference to it.
+
+    The convolution is linear: pre(x) = pre(anchor) + W (x - anchor). With bfloat16 products the
+    input and the result are rounded to 8 bits relative to their size; through the difference only
+    the (small) difference is, so the loss stops being a staircase in x at 2^-9 of |x| (see optimize.py).
+    spec: (bins, frames); pre: (filters, frames - width + 1), in spec's dtype.
+    """
+
+    spec: torch.Tensor
+    pre: torch.Tensor
+
+
+def convolve_from(spec: torch.Tensor, matrices: ConvMatrices, anchor: Anchor | None) -> torch.Tensor:
+    """`convolve(spec, matrices)`, through the difference to `anchor` where one is given."""
+    if anchor is None:
+        return convolve(spec, matrices)
+    return convolve(spec - anchor.spec, matrices) + anchor.pre

@@ -12,8 +12,18 @@ from musicstyle import optimize
 from musicstyle.config import make_config
 from musicstyle.losses import loss_terms, style_distance_sq, style_target
 from musicstyle.metrics import spectral_convergence
-from musicstyle.network import bf16_supported, convolve, fold_padded, random_filters, unfold_frames
-from musicstyle.optimize import build_problem, cached_problem, clear_problem_cache, optimize_spectrogram
+from musicstyle.network import (
+    Anchor,
+    bf16_supported,
+    conv_matrices,
+    convolve,
+    convolve_from,
+    fold_padded,
+    product_columns,
+    random_filters,
+    unfold_frames,
+)
+from musicstyle.optimize import Problem, build_problem, cached_problem, clear_problem_cache, optimize_spectrogram
 from musicstyle.reconstruct import griffin_lim, griffin_lim_librosa
 from musicstyle.spectrogram import log_magnitude, magnitude_from_log
 
@@ -76,7 +86,7 @@ def test_fold_is_the_adjoint_of_unfold():
     columns = torch.randn(7 * 4, 22, generator=gen, dtype=torch.float64)
     padded = torch.cat([columns, torch.zeros(7 * 4, 4, dtype=torch.float64)], dim=1)
     lhs = (unfold_frames(x, 4) * columns).sum()
-    rhs = (x * fold_padded(padded, 4)).sum()
+    rhs = (x * fold_padded(padded, 4, 25)).sum()
     assert float(lhs) == pytest.approx(float(rhs), rel=1e-12)
 
 
@@ -144,6 +154,77 @@ def test_bf16_step_is_close_to_float32():
     assert grad16.dtype == torch.float32
     assert loss16 == pytest.approx(loss32, rel=1e-2)
     assert float(torch.nn.functional.cosine_similarity(grad16.flatten(), grad32.flatten(), dim=0)) > 0.995
+
+
+def test_product_columns_round_up_to_whole_kernel_blocks():
+    assert product_columns(420, torch.bfloat16) == 448 and product_columns(431, torch.bfloat16) == 448
+    assert product_columns(420, torch.float32) == 432 and product_columns(432, torch.float32) == 432
+
+
+def test_anchored_convolution_equals_the_direct_one_with_its_gradient():
+    gen = torch.Generator().manual_seed(4)
+    matrices = conv_matrices(torch.randn(9, 17, 5, generator=gen, dtype=torch.float64), torch.float64)
+    start = torch.rand(17, 30, generator=gen, dtype=torch.float64) * 3
+    anchor = Anchor(start, convolve(start, matrices))
+    spec = (start + 0.1 * torch.randn(17, 30, generator=gen, dtype=torch.float64)).requires_grad_(True)
+    torch.testing.assert_close(convolve_from(spec, matrices, anchor), convolve(spec, matrices), rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda x: convolve_from(x, matrices, anchor), (spec,))
+
+
+needs_bf16 = pytest.mark.skipif(not bf16_supported("cpu"),
+                                reason="this CPU has no fast bfloat16 products (AVX-512 BF16 / AMX)")
+
+
+@needs_bf16
+def test_bf16_anchor_sees_steps_below_bfloat16_resolution():
+    """Rounding the spectrogram to bfloat16 hides a step of 1e-4 (values about 3 are 2^-6 apart):
+    the unanchored loss does not see it; convolved through the difference to an anchor it moves as
+    in float32."""
+    config = small_config(filters=256, frames=120)
+    content, style, spec = spectrograms(120, torch.float32)
+    problem32 = build_problem(content, style, config)
+    problem16 = build_problem(content, style, config.replace(precision="bf16"))
+    step = 1e-4 * torch.randn(spec.shape, generator=torch.Generator().manual_seed(9))
+
+    def change(problem: Problem) -> float:
+        with torch.no_grad():
+            return float(problem.loss_parts(spec + step)[0]) - float(problem.loss_parts(spec)[0])
+
+    expected = change(problem32)
+    unanchored = change(problem16)
+    problem16.features(spec)
+    problem16.anchor = problem16.last_convolved
+    anchored = change(problem16)
+    assert anchored == pytest.approx(expected, rel=0.05)
+    assert abs(unanchored - expected) > 0.5 * abs(expected)
+
+
+@needs_bf16
+def test_bf16_lbfgs_is_anchored_and_reports_the_loss_of_its_result(monkeypatch):
+    """Every convolution goes through an anchor, and the final loss is the loss of the returned
+    spectrogram with float32 products and the run's bfloat16-rounded weights."""
+    anchored = []
+    real = optimize.convolve_from
+
+    def spy(spec, matrices, anchor):
+        anchored.append(anchor is not None)
+        return real(spec, matrices, anchor)
+
+    monkeypatch.setattr(optimize, "convolve_from", spy)
+    clear_problem_cache()
+    content, style, _ = (s.numpy().astype(np.float32) for s in spectrograms(dtype=torch.float32))
+    config = small_config(precision="bf16", iterations=40)
+    result = optimize_spectrogram(content, style, config)
+    assert not result.float64_fallback and result.iterations > 10
+    assert len(anchored) == result.evaluations + 1 and all(anchored)  # + 1: the final loss
+    bf16 = cached_problem(content, style, config)
+    weights = random_filters(BINS, config.filters, config.kernel_width, config.init_gain, config.seed)
+    weights = weights.bfloat16().float()
+    exact = Problem(weights, bf16.content_features, bf16.style, config, conv_matrices(weights, torch.float32))
+    with torch.no_grad():
+        loss = float(exact.loss_parts(torch.from_numpy(result.spectrogram))[0])
+    assert result.final_loss == pytest.approx(loss, rel=1e-6)
+    clear_problem_cache()
 
 
 def test_bf16_falls_back_to_float32_where_it_is_not_fast(monkeypatch):
