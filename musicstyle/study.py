@@ -309,9 +309,13 @@ def is_stale(trial: FrozenTrial, stale_after_seconds: float, now: float | None =
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Enqueue a discarded trial's parameters again (keeping its paper-row label)."""
+    """Enqueue a discarded trial's parameters again (keeping its paper-row label).
+
+    An enqueued trial (a paper row) keeps all its fixed parameters even when it was stopped before
+    suggesting them all; what it had suggested is kept too.
+    """
     attrs = {k: trial.user_attrs[k] for k in ("paper_row", "paper_loss") if k in trial.user_attrs}
-    study.enqueue_trial(dict(trial.params) or trial.system_attrs.get("fixed_params", {}),
+    study.enqueue_trial(trial.system_attrs.get("fixed_params", {}) | dict(trial.params),
                         user_attrs=attrs | {"retry_of": trial.number})
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from conftest import PAPER_SONGS, REPO
 from musicstyle.paper import PAPER_ROWS, SONG_SHA256, fetch_songs, verify_songs
-from musicstyle.reproduce import plan_runs
+from musicstyle.reproduce import plan_runs, variants_table
 
 REDUCED = ["--quick", "--iterations", "3", "--griffin-lim-iters", "2", "--filters", "128", "--frames", "60",
            "--device", "cpu"]
@@ -36,6 +36,16 @@ def test_full_plan_covers_rows_variants_and_ablation():
                    "max pooling 2"):
         assert needed in labels
     assert len({r.run_id for r in runs}) == len(runs)
+
+
+def test_variants_table_follows_the_plan_whatever_order_the_runs_finished_in():
+    plan = [r for r in plan_runs(1, 1) if r.group == "variants"]
+    records = [{"group": r.group, "label": r.label, "row": r.row, "state": "ok", "final_loss": float(i),
+                "quality_score": 0.5, "style_distance": 0.1, "content_distance": 0.2, "iterations_done": 300,
+                "float64_fallback": False} for i, r in enumerate(plan)]
+    shuffled = pd.DataFrame(records).sample(frac=1.0, random_state=0)
+    table = variants_table(shuffled)
+    assert list(zip(table["variant"], table["row"])) == [(r.label, r.row) for r in plan]
 
 
 def test_reduced_reproduction_writes_the_report_and_resumes(paper_songs, tmp_path):

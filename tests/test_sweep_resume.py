@@ -90,8 +90,12 @@ def test_trial_of_a_killed_process_is_failed_and_rerun(tmp_path, corpus):
     stale = study.trials[killed[0].number]
     assert stale.state == optuna.trial.TrialState.FAIL and stale.user_attrs["discarded"] == "stale"
     retry = [t for t in study.trials if t.user_attrs.get("retry_of") == stale.number]
-    wanted = stale.params or stale.system_attrs.get("fixed_params")  # killed before or after suggesting
-    assert len(retry) == 1 and retry[0].params == wanted and retry[0].state.is_finished()
+    # killed before, while or after suggesting: the retry is queued with what was fixed and suggested
+    wanted = stale.system_attrs.get("fixed_params", {}) | stale.params
+    assert len(retry) == 1 and retry[0].state.is_finished()
+    assert retry[0].system_attrs["fixed_params"] == wanted
+    assert {k: v for k, v in retry[0].params.items() if k in wanted} == {k: wanted[k] for k in retry[0].params
+                                                                          if k in wanted}
     assert len(counted(study)) == 4
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
 
