@@ -5,8 +5,10 @@ The spectrogram (bins, frames) is a 1 x frames image with `bins` channels; the l
 
 The convolution runs as one matrix product of the filters, flattened to (filters, bins * width),
 with the unfolded input (bins * width, output frames), and its input gradient as the transposed
-product folded back: the two products a step cannot avoid, and no weight gradient at all. In
-bfloat16 mode both products take bfloat16 operands (AMX / tensor cores); everything else is float32.
+product folded back: the two products a step cannot avoid, and no weight gradient at all. Both
+run on columns padded with zeros to whole blocks of the CPU's kernels (`product_columns`). In
+bfloat16 mode both products take bfloat16 operands (AMX / tensor cores); everything else is float32,
+and an optimisation convolves through the difference to an `Anchor` so only that difference is rounded.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Optimisation: only the output spectrogram changes; the random filters never get gradients.
 
 L-BFGS is scipy's L-BFGS-B (memory 10), as in the base paper; Adam is torch's. The loss and its
-gradient are computed by torch on the configured device; scipy sees float64 vectors.
+gradient are computed by torch on the configured device; scipy sees float64 vectors. With bfloat16
+products the runs convolve through anchors (`uses_anchor`).
 
 The filters, the content features and the style target of a (pair, network) are built once and
 kept in a small LRU keyed by the spectrograms' hash and the network's settings, so the trials of a
@@ -100,8 +101,10 @@ def build_problem(
     filters = random_filters(content_spec.shape[0], config.filters, config.kernel_width, config.init_gain,
                              config.seed, device=device, dtype=dtype)
     matrices = conv_matrices(filters, product_dtype(config, dtype, device))
-    if matrices.weight.dtype == torch.bfloat16:
-        filters = filters.to(torch.bfloat16).to(dtype)
+    if matrices.weight.dtype == torch.bfloat16:  # the bf16 weights, widened (the original freed first)
+        shape = filters.shape
+        del filters
+        filters = matrices.weight.to(dtype).reshape(shape)
     problem = Problem(filters, content_features=None, style=None, config=config,  # type: ignore[arg-type]
                       matrices=matrices)
     content_features, style_features = (
