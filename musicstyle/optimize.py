@@ -284,8 +284,11 @@ def _run_adam(problem: Problem, x0: np.ndarray, progress: Progress | None) -> di
         value = float(total.detach())
         _check_finite(value, step, config)
         initial = value if initial is None else initial
+        if uses_anchor(problem):  # the point just evaluated, copied: Adam moves `spec` in place
+            last = problem.last_convolved
+            problem.last_convolved = Anchor(last.spec.clone(), last.pre)
         optimizer.step()
-        if uses_anchor(problem):  # the point just evaluated (Adam has no line search)
+        if uses_anchor(problem):  # Adam has no line search: every step starts from the last point
             problem.anchor = _next_anchor(problem, step, problem.last_convolved.spec)
         history.append(value)
         if progress:

@@ -227,6 +227,30 @@ def test_bf16_lbfgs_is_anchored_and_reports_the_loss_of_its_result(monkeypatch):
     clear_problem_cache()
 
 
+@needs_bf16
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_every_anchor_holds_the_convolution_of_its_own_spectrogram(monkeypatch, optimizer):
+    """An anchor's result must be the convolution of its spectrogram (to bfloat16 round-off of the
+    steps), also where the optimiser moves the spectrogram in place (Adam, large steps)."""
+    errors = []
+    real = optimize.convolve_from
+
+    def spy(spec, matrices, anchor):
+        if anchor is not None:
+            exact = convolve(anchor.spec, conv_matrices(matrices.weight.float().view(-1, BINS, config.kernel_width),
+                                                        torch.float32))
+            errors.append(float((anchor.pre - exact).norm() / exact.norm()))
+        return real(spec, matrices, anchor)
+
+    config = small_config(precision="bf16", iterations=20, optimizer=optimizer, lr=0.5)
+    monkeypatch.setattr(optimize, "convolve_from", spy)
+    clear_problem_cache()
+    content, style, _ = (s.numpy().astype(np.float32) for s in spectrograms(dtype=torch.float32))
+    optimize_spectrogram(content, style, config)
+    clear_problem_cache()
+    assert len(errors) > 20 and max(errors) < 1e-2, max(errors)  # bfloat16 steps: about 2e-3
+
+
 def test_bf16_falls_back_to_float32_where_it_is_not_fast(monkeypatch):
     monkeypatch.setattr(optimize, "bf16_supported", lambda device: False)
     content, style, _ = spectrograms(dtype=torch.float32)
