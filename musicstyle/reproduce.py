@@ -227,8 +227,9 @@ def variants_table(frame: pd.DataFrame) -> pd.DataFrame:
                       "iterations done": _mean_std(ok["iterations_done"], 4),
                       "float64 fallback": int(ok["float64_fallback"].astype(bool).sum()) if len(ok) else 0,
                       "seeds": len(ok), "failed": int((runs["state"] != "ok").sum())})
-    plan = list(dict.fromkeys((r.label, r.row) for r in plan_runs(1, 1) if r.group == "variants"))
-    table.sort(key=lambda t: plan.index((t["variant"], t["row"])) if (t["variant"], t["row"]) in plan else len(plan))
+    plan = {key: i for i, key in enumerate(dict.fromkeys((r.label, r.row) for r in plan_runs(1, 1)
+                                                         if r.group == "variants"))}
+    table.sort(key=lambda t: plan.get((t["variant"], t["row"]), len(plan)))  # plan order, not completion order
     return pd.DataFrame(table)
 
 

@@ -29,6 +29,8 @@ from musicstyle.spectrogram import log_magnitude, magnitude_from_log
 
 SMALL = dict(n_fft=128, hop=32, filters=48, kernel_width=5, frames=40, iterations=15, device="cpu")
 BINS = 65  # n_fft 128
+needs_bf16 = pytest.mark.skipif(not bf16_supported("cpu"),
+                                reason="this CPU has no fast bfloat16 products (AVX-512 BF16 / AMX)")
 
 
 def small_config(**changes):
@@ -142,7 +144,7 @@ def test_frames_identity_keeps_its_precision_near_the_optimum_in_float32():
 
 # --- bfloat16 ----------------------------------------------------------------------------------------
 
-@pytest.mark.skipif(not bf16_supported("cpu"), reason="this CPU has no fast bfloat16 products (AVX-512 BF16 / AMX)")
+@needs_bf16
 def test_bf16_step_is_close_to_float32():
     config = small_config(filters=256, frames=120)
     content, style, spec = spectrograms(120, torch.float32)
@@ -169,10 +171,6 @@ def test_anchored_convolution_equals_the_direct_one_with_its_gradient():
     spec = (start + 0.1 * torch.randn(17, 30, generator=gen, dtype=torch.float64)).requires_grad_(True)
     torch.testing.assert_close(convolve_from(spec, matrices, anchor), convolve(spec, matrices), rtol=1e-12, atol=1e-12)
     assert torch.autograd.gradcheck(lambda x: convolve_from(x, matrices, anchor), (spec,))
-
-
-needs_bf16 = pytest.mark.skipif(not bf16_supported("cpu"),
-                                reason="this CPU has no fast bfloat16 products (AVX-512 BF16 / AMX)")
 
 
 @needs_bf16
