@@ -11,10 +11,14 @@ squared norms are summed in float64: near the optimum they are large and nearly 
 
 Both terms are fused (`loss_terms`): the forward pass computes the losses and, when a gradient is
 wanted, the gradient too (two products in 'filters' mode, four thin ones in 'frames' mode), so
-backward is one weighted sum. Autograd would spend one product and several passes more. These
-products stay in the features' dtype in bf16 mode too: near the optimum F (F^T F) - S (S^T F) is a
-difference of nearly equal matrices, and in bfloat16 its round-off stalls L-BFGS (final loss on the
-paper's songs 7 % above float32; in float32, 0.05 %).
+backward is one weighted sum. Autograd would spend one product and several passes more.
+
+Near the optimum F (F^T F) - S (S^T F) is a difference of nearly equal matrices: in bfloat16 its
+round-off stalls L-BFGS (final loss on the paper's songs 7 % above float32; in float32, 0.05 %).
+So bf16 runs evaluate the style term through a `StyleAnchor`: its value, F^T F and gradient at
+features F0, kept in float32, and bfloat16 products of the difference D = F - F0 only, whose
+round-off is relative to D (`anchored_style`): at the base shapes the style term then takes
+about 12 ms instead of 20 (2 threads), and optimize.py refreshes the anchor exactly every few iterations.
 """
 
 from __future__ import annotations
@@ -23,13 +27,16 @@ from dataclasses import dataclass
 
 import torch
 
+from .network import product_columns
+
 
 @dataclass
 class StyleTarget:
     """What the style term needs of the style song, computed once.
 
     features: S, (filters, frames_s); gram: S S^T / n, (filters, filters), only in 'filters' mode;
-    self_term: ||S^T S||^2 / n^2, a float64 scalar, only in 'frames' mode.
+    self_term: ||S^T S||^2 / n^2, a float64 scalar, only in 'frames' mode. operand: the bfloat16
+    [F0 | S | D] of `anchored_style`, made once and shared by the anchors; operand_features: the F0 in it.
     """
 
     features: torch.Tensor
@@ -37,6 +44,8 @@ class StyleTarget:
     mode: str
     gram: torch.Tensor | None = None
     self_term: torch.Tensor | None = None
+    operand: torch.Tensor | None = None
+    operand_features: torch.Tensor | None = None
 
 
 # 'auto' uses the frames x frames identity while frames * FRAMES_MODE_CROSSOVER < filters: measured by
@@ -76,6 +85,87 @@ def _sq_norm64(matrix: torch.Tensor) -> torch.Tensor:
     return torch.dot(flat, flat)
 
 
+@dataclass
+class StyleAnchor:
+    """The style term at features F0, unscaled, for evaluating it at F = F0 + D through D (bf16 runs).
+
+    features: F0, (filters K, frames T); ftf: F0^T F0, (T, T); grad: F0 F0^T F0 - S S^T F0, (K, T);
+    value: ||F0^T F0||^2 - 2 ||S^T F0||^2, a 0-d float64 (the style sum is (value / n^2) + self_term).
+    """
+
+    features: torch.Tensor
+    ftf: torch.Tensor
+    grad: torch.Tensor
+    value: torch.Tensor
+
+
+def style_anchor(features: torch.Tensor, target: StyleTarget) -> StyleAnchor:
+    """The exact `StyleAnchor` at features (K, T): products in the features' dtype ('frames' mode only)."""
+    if target.mode != "frames":
+        raise ValueError("style anchors need the frames x frames identity (gram_mode 'frames')")
+    f = features.detach()
+    ftf = f.T @ f
+    fts = f.T @ target.features
+    grad = torch.addmm(f @ ftf, target.features, fts.T, alpha=-1.0)
+    return StyleAnchor(f, ftf, grad, _sq_norm64(ftf) - 2.0 * _sq_norm64(fts))
+
+
+def _anchor_operand(anchor: StyleAnchor, target: StyleTarget) -> torch.Tensor:
+    """bfloat16 [F0 | S | D] (K, T + Ts + padded T), kept in `target` and loaded with this anchor's F0.
+
+    The D slot, filled per call, is padded with zeros to `product_columns`: both products run faster
+    on 448 columns than on 420.
+    """
+    f0, s = anchor.features, target.features
+    frames, style_frames = f0.shape[1], s.shape[1]
+    width = frames + style_frames + product_columns(frames, torch.bfloat16)
+    left = target.operand
+    if left is None or left.shape != (f0.shape[0], width) or left.device != f0.device:
+        left = target.operand = f0.new_zeros(f0.shape[0], width, dtype=torch.bfloat16)
+        left[:, frames:frames + style_frames] = s
+        target.operand_features = None
+    if target.operand_features is not f0:
+        left[:, :frames] = f0
+        target.operand_features = f0
+    return left
+
+
+def anchored_style(features: torch.Tensor, target: StyleTarget, anchor: StyleAnchor
+                   ) -> tuple[torch.Tensor, torch.Tensor, float, StyleAnchor]:
+    """Style sum (0-d float64), its gradient in F (K, T) as G * scale, and the `StyleAnchor` at F,
+    through D = F - F0.
+
+    With A = F^T F = A0 + dA, dA = F0^T D + D^T F0 + D^T D and dB = S^T D (one bfloat16 product):
+
+        value(F) = value(F0) + 4 <G0, D> + 2 <A0, D^T D> + ||dA||^2 - 2 ||dB||^2
+        G(F)     = G0 + [F0 | S | D] @ [dA; -dB; A]            (a second bfloat16 product)
+
+    The terms in D are rounded relative to their own size, not to that of A0 or G0.
+    """
+    n = target.norm_frames
+    f = features.detach()
+    frames, style_frames = f.shape[1], target.features.shape[1]
+    left = _anchor_operand(anchor, target)
+    fixed = frames + style_frames
+    padded = left.shape[1] - fixed
+    delta = f - anchor.features
+    left[:, fixed:fixed + frames] = delta
+    products = (left.T @ left[:, fixed:]).float()  # (T + Ts + padded, padded): F0^T D, S^T D, D^T D
+    f0d, db, dd = products[:frames, :frames], products[frames:fixed, :frames], products[fixed:fixed + frames, :frames]
+    da = f0d + f0d.T + dd
+    value = (anchor.value + 4.0 * torch.dot(anchor.grad.reshape(-1), delta.reshape(-1)).double()
+             + 2.0 * torch.dot(anchor.ftf.reshape(-1), dd.reshape(-1)).double() + _sq_norm64(da)
+             - 2.0 * _sq_norm64(db))
+    ftf = anchor.ftf + da
+    right = left.new_zeros(left.shape[1], padded)  # [dA; -dB; A; 0], columns padded like D
+    right[:frames, :frames] = da
+    right[frames:fixed, :frames] = -db
+    right[fixed:fixed + frames, :frames] = ftf
+    grad = torch.add(anchor.grad, (left @ right)[:, :frames])
+    style = (value / n**2 + target.self_term).clamp_min(0.0)
+    return style, grad, 4.0 / n**2, StyleAnchor(f, ftf, grad, value)
+
+
 def _style_value_and_grad(features: torch.Tensor, target: StyleTarget, want_grad: bool
                           ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """sum (G - G_style)^2 (0-d, float64 in 'frames' mode) and its gradient in F (filters, frames)."""
@@ -96,42 +186,56 @@ def _style_value_and_grad(features: torch.Tensor, target: StyleTarget, want_grad
 
 
 class _FusedLosses(torch.autograd.Function):
-    """(content, style) sums whose gradients are computed with their values; backward weighs them."""
+    """(content, style) sums whose gradients come with their values; backward weighs them.
+
+    style, style_grad: the style sum and its gradient in the features (times style_grad_scale),
+    computed already (or None).
+    """
 
     @staticmethod
     def forward(ctx, features: torch.Tensor, content_features: torch.Tensor | None,  # type: ignore[override]
-                target: StyleTarget | None) -> tuple[torch.Tensor, torch.Tensor]:
+                style: torch.Tensor | None, style_grad: torch.Tensor | None, style_grad_scale: float = 1.0
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         zero = features.new_zeros(())
         content, diff = zero, None
         if content_features is not None:
             diff = features.detach() - content_features
             flat = diff.reshape(-1)
             content = torch.dot(flat, flat)
-        style, style_grad = (zero, None) if target is None else _style_value_and_grad(features, target, True)
         ctx.save_for_backward(diff, style_grad)
         ctx.features_dtype = features.dtype
-        return content, style
+        ctx.style_grad_scale = style_grad_scale
+        return content, zero if style is None else style.clone()
 
     @staticmethod
     def backward(ctx, up_content: torch.Tensor, up_style: torch.Tensor  # type: ignore[override]
-                 ) -> tuple[torch.Tensor, None, None]:
+                 ) -> tuple[torch.Tensor, None, None, None, None]:
         diff, style_grad = ctx.saved_tensors
         grad = None if diff is None else diff * (2.0 * up_content.to(diff.dtype))
         if style_grad is not None:
-            weight = float(up_style)
+            weight = float(up_style) * ctx.style_grad_scale
             grad = style_grad * weight if grad is None else grad.add_(style_grad, alpha=weight)
-        return grad.to(ctx.features_dtype), None, None
+        return grad.to(ctx.features_dtype), None, None, None, None
 
 
-def loss_terms(features: torch.Tensor, content_features: torch.Tensor, target: StyleTarget
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum (F - F_content)^2, sum (G - G_style)^2) as 0-d tensors, differentiable in `features`.
+def loss_terms(features: torch.Tensor, content_features: torch.Tensor, target: StyleTarget,
+               anchor: StyleAnchor | None = None) -> tuple[torch.Tensor, torch.Tensor, StyleAnchor | None]:
+    """(sum (F - F_content)^2, sum (G - G_style)^2, the StyleAnchor at F or None).
 
-    features, content_features: (filters, frames). One fused pass; see the module docstring.
+    features, content_features: (filters, frames); the two sums are 0-d tensors, differentiable in
+    `features`. With an `anchor` ('frames' mode) the style term goes through it (`anchored_style`)
+    and the anchor at these features comes back for the next evaluation; otherwise the third item
+    is None. One fused pass; see the module docstring.
     """
-    if torch.is_grad_enabled() and features.requires_grad:
-        return _FusedLosses.apply(features, content_features, target)
-    return content_distance_sq(features, content_features), style_distance_sq(features, target)
+    wants_grad = torch.is_grad_enabled() and features.requires_grad
+    point, scale = None, 1.0
+    if anchor is not None and target.mode == "frames":
+        style, style_grad, scale, point = anchored_style(features, target, anchor)
+    else:
+        style, style_grad = _style_value_and_grad(features, target, wants_grad)
+    if wants_grad:
+        return (*_FusedLosses.apply(features, content_features, style, style_grad, scale), point)
+    return content_distance_sq(features, content_features), style, point
 
 
 def style_distance_sq(features: torch.Tensor, target: StyleTarget) -> torch.Tensor:
@@ -139,9 +243,9 @@ def style_distance_sq(features: torch.Tensor, target: StyleTarget) -> torch.Tens
 
     features: (filters, frames). In 'frames' mode the value is float64 (see the module docstring).
     """
-    if torch.is_grad_enabled() and features.requires_grad:
-        return _FusedLosses.apply(features, None, target)[1]
-    return _style_value_and_grad(features, target, want_grad=False)[0]
+    wants_grad = torch.is_grad_enabled() and features.requires_grad
+    style, style_grad = _style_value_and_grad(features, target, wants_grad)
+    return _FusedLosses.apply(features, None, style, style_grad)[1] if wants_grad else style
 
 
 def content_distance_sq(features: torch.Tensor, content_features: torch.Tensor) -> torch.Tensor:

@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from .losses import StyleAnchor
 
 
 def glorot_std(n_bins: int, filters: int, kernel_width: int, gain: float) -> float:
@@ -144,34 +148,38 @@ class _ValidConv1d(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, spec: torch.Tensor, matrices: ConvMatrices) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, spec: torch.Tensor, matrices: ConvMatrices,  # type: ignore[override]
+                offset: torch.Tensor | None) -> torch.Tensor:
         ctx.matrices = matrices
         ctx.spec_dtype = spec.dtype
         ctx.frames = spec.shape[1]
         dtype, width = matrices.weight.dtype, matrices.kernel_width
         out = ctx.frames - width + 1
         columns = unfold_frames(spec, width, product_columns(out, dtype), dtype=dtype)
-        return (matrices.weight @ columns)[:, :out].to(spec.dtype)
+        pre = (matrices.weight @ columns)[:, :out]
+        return pre.to(spec.dtype) if offset is None else torch.add(offset, pre)  # one pass either way
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
         m = ctx.matrices
         filters, out = grad.shape
         padded = grad.new_empty(filters, product_columns(ctx.frames + 1, m.weight.dtype), dtype=m.weight.dtype)
         padded[:, :out] = grad
         padded[:, out:] = 0
-        return fold_padded(m.weight_t @ padded, m.kernel_width, ctx.frames).to(ctx.spec_dtype), None
+        return fold_padded(m.weight_t @ padded, m.kernel_width, ctx.frames).to(ctx.spec_dtype), None, None
 
 
-def convolve(spec: torch.Tensor, filters: torch.Tensor | ConvMatrices, bf16: bool = False) -> torch.Tensor:
+def convolve(spec: torch.Tensor, filters: torch.Tensor | ConvMatrices, bf16: bool = False,
+             offset: torch.Tensor | None = None) -> torch.Tensor:
     """Valid 1-D convolution, no bias: (bins, frames) -> (filters, frames - width + 1), in spec's dtype.
 
     `filters`: (filters, bins, width), or their `conv_matrices` (then their dtype decides the products'
     precision). With `bf16` both products take bfloat16 operands; the result comes back in spec's dtype.
+    `offset` (filters, frames - width + 1), in spec's dtype, is added to the result (a constant).
     """
     if not isinstance(filters, ConvMatrices):
         filters = conv_matrices(filters, torch.bfloat16 if bf16 else spec.dtype)
-    return _ValidConv1d.apply(spec, filters)
+    return _ValidConv1d.apply(spec, filters, offset)
 
 
 def pool_activations(pre: torch.Tensor, activation: str, leaky_slope: float = 0.3, pooling: int = 1) -> torch.Tensor:
@@ -205,15 +213,17 @@ class Anchor:
     The convolution is linear: pre(x) = pre(anchor) + W (x - anchor). With bfloat16 products the
     input and the result are rounded to 8 bits relative to their size; through the difference only
     the (small) difference is, so the loss stops being a staircase in x at 2^-9 of |x| (see optimize.py).
-    spec: (bins, frames); pre: (filters, frames - width + 1), in spec's dtype.
+    spec: (bins, frames); pre: (filters, frames - width + 1), in spec's dtype. style: the style
+    term at this point's features (`losses.StyleAnchor`), where the run anchors that too.
     """
 
     spec: torch.Tensor
     pre: torch.Tensor
+    style: StyleAnchor | None = None
 
 
 def convolve_from(spec: torch.Tensor, matrices: ConvMatrices, anchor: Anchor | None) -> torch.Tensor:
     """`convolve(spec, matrices)`, through the difference to `anchor` where one is given."""
     if anchor is None:
         return convolve(spec, matrices)
-    return convolve(spec - anchor.spec, matrices) + anchor.pre
+    return convolve(spec - anchor.spec, matrices, offset=anchor.pre)
