@@ -42,10 +42,12 @@ import scipy.optimize  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from musicstyle import optimize  # noqa: E402
 from musicstyle.config import INIT_NOISE_STD, TransferConfig, make_config  # noqa: E402
 from musicstyle.io import cpu_model, write_text  # noqa: E402
 from musicstyle.losses import StyleTarget, style_distance_sq, style_target  # noqa: E402
 from musicstyle.network import (  # noqa: E402
+    ConvMatrices,
     bf16_supported,
     conv_matrices,
     output_frames,
@@ -54,10 +56,13 @@ from musicstyle.network import (  # noqa: E402
     unfold_frames,
 )
 from musicstyle.optimize import (  # noqa: E402
+    ANCHOR_REFRESH_ITERATIONS,
     Problem,
+    _next_anchor,
     build_problem,
     clear_problem_cache,
     exact_anchor,
+    keep_freed_memory,
     optimize_spectrogram,
     uses_anchor,
 )
@@ -67,6 +72,7 @@ from musicstyle.reconstruct import griffin_lim, griffin_lim_librosa  # noqa: E40
 PAPER_SONGS = REPO.parent / "shared" / "paper-songs"
 HAVE_LIBROSA = importlib.util.find_spec("librosa") is not None  # audio sections need it (GPU boxes may lack it)
 Step = Callable[[torch.Tensor], tuple[float, torch.Tensor]]  # (bins, frames) -> (loss, gradient)
+SYSTEM_MALLOC = False  # --system-malloc: glibc's malloc settings left alone, scaling subprocesses too
 
 
 # --- the straightforward reference ----------------------------------------------------------------
@@ -120,13 +126,30 @@ def anchored(problem: Problem, spec: torch.Tensor) -> Problem:
     return problem
 
 
-def floor_products(filters: torch.Tensor, spec: torch.Tensor, dtype: torch.dtype, columns: int | None = None
-                   ) -> Callable[[], None]:
+def mean_run_evaluation(problem: Problem, spec: torch.Tensor, device: torch.device, cycles: int = 2) -> float:
+    """Mean seconds of a bf16 evaluation as an L-BFGS run makes them: each through the anchor the
+    previous one left, with the exact refreshes of optimize._next_anchor amortised (whole cycles)."""
+    step = project_step(problem)
+    step(spec)
+    times = []
+    for iteration in range(1, cycles * ANCHOR_REFRESH_ITERATIONS + 1):
+        synchronize(device)
+        start = time.perf_counter()
+        problem.anchor = _next_anchor(problem, iteration, spec)
+        step(spec)
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return float(np.mean(times))
+
+
+def floor_products(filters: torch.Tensor, spec: torch.Tensor, dtype: torch.dtype, columns: int | None = None,
+                   matrices: ConvMatrices | None = None) -> Callable[[], None]:
     """The two unavoidable products at the step's shapes in `dtype`, each in its fastest layout:
     (filters, bins*width) @ (bins*width, out) and (bins*width, filters) @ (filters, out); with
-    `columns`, both on that many columns (the output frames, then zeros) instead of out."""
-    weight = conv_matrices(filters, dtype).weight
-    weight_t = weight.T.contiguous()
+    `columns`, both on that many columns (the output frames, then zeros) instead of out. With
+    `matrices` (a bf16 problem's, whose transpose is contiguous), on the very weights its step uses."""
+    weight = conv_matrices(filters, dtype).weight if matrices is None else matrices.weight
+    weight_t = weight.T.contiguous() if matrices is None else matrices.weight_t
     columns = unfold_frames(spec, filters.shape[2], columns, dtype=dtype).contiguous()
     grad = torch.randn(weight.shape[0], columns.shape[1], device=spec.device).to(dtype)
 
@@ -226,10 +249,17 @@ def bench_steps(device: torch.device, rounds: int, bf16: bool) -> tuple[list[lis
     if bf16:
         bf = anchored(build_problem(content, style, config.replace(precision="bf16")), spec)
         fns["project bf16"] = lambda: project_step(bf)(spec)
-        fns["floor bf16 (two products)"] = floor_products(fp32.filters, spec, torch.bfloat16)
+        # on the step's own bf16 weights (the same tensors in memory): like for like
+        fns["floor bf16 (two products)"] = floor_products(fp32.filters, spec, torch.bfloat16, matrices=bf.matrices)
         fns[f"floor bf16 on {padded[torch.bfloat16]} columns (as the project runs them)"] = floor_products(
-            fp32.filters, spec, torch.bfloat16, padded[torch.bfloat16])
+            fp32.filters, spec, torch.bfloat16, padded[torch.bfloat16], matrices=bf.matrices)
     med = interleaved(fns, rounds, device)
+    if bf16:
+        run_name = (f"project bf16 in a run: a new anchor per step, refreshes amortised "
+                    f"(mean of {2 * ANCHOR_REFRESH_ITERATIONS})")
+        fns[run_name] = None  # type: ignore[assignment]
+        med[run_name] = mean_run_evaluation(bf, spec, device)
+        anchored(bf, spec)  # back to the anchor near spec for the loss and gradient differences
     reference_loss, reference_grad = straight(spec)
     names = list(fns)
     straight_name = names[0]
@@ -237,7 +267,7 @@ def bench_steps(device: torch.device, rounds: int, bf16: bool) -> tuple[list[lis
     for name in names:
         floor = med["floor bf16 (two products)" if "bf16" in name else "floor fp32 (two products)"]
         loss_diff = grad_diff = "-"
-        if name.startswith("project") and "thread" not in name:  # the thread row computes the same
+        if name.startswith("project") and "thread" not in name and "in a run" not in name:  # same numbers
             problem = {"project fp32 (auto: frames identity)": fp32, "project fp32, Gram over filters": filters_mode,
                        "project bf16": bf if bf16 else None}[name]
             loss, grad = project_step(problem)(spec)
@@ -313,7 +343,8 @@ def bench_scaling(device: torch.device, steps: int, cases: list[tuple[int, int]]
         for method in methods:
             out = subprocess.run([sys.executable, __file__, "--case", f"{method},{frames},{filters}",
                                   "--device", device.type, "--rounds", str(steps),
-                                  "--threads", str(torch.get_num_threads())],
+                                  "--threads", str(torch.get_num_threads()),
+                                  *(["--system-malloc"] if SYSTEM_MALLOC else [])],
                                  capture_output=True, text=True, check=True)
             results[method] = json.loads(out.stdout.strip().splitlines()[-1])
         for method in methods:
@@ -457,9 +488,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=None, help="timing rounds per measurement")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default torch's: one per core); 1 is steadier on a shared machine")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="leave glibc's malloc settings alone (what optimize.keep_freed_memory buys)")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)  # one scaling case, in a subprocess
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    if args.system_malloc:
+        global SYSTEM_MALLOC
+        SYSTEM_MALLOC = True
+        optimize.keep_freed_memory = lambda: False  # optimize_spectrogram calls it too
+    else:
+        keep_freed_memory()  # every row alike, the straightforward one and the floors included
     if args.threads:
         torch.set_num_threads(args.threads)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -474,7 +513,9 @@ def main(argv: list[str] | None = None) -> None:
     command = "python benchmark/bench_step.py " + " ".join(sys.argv[1:] if argv is None else argv)
     sections = [f"# Benchmarks\n\nCommand: `{command.strip()}`\n\nMachine: {machine(device)}; "
                 f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Medians of {rounds} interleaved "
-                "rounds; ratios are from the same run.\n"]
+                "rounds; ratios are from the same run. glibc malloc keeps freed memory for reuse "
+                f"(optimize.keep_freed_memory): {'no (--system-malloc)' if args.system_malloc else 'yes'}, "
+                "for every row.\n"]
     if not bf16:
         sections.append("bfloat16 products are not fast on this device: bf16 rows are left out.\n")
 
@@ -486,7 +527,8 @@ def main(argv: list[str] | None = None) -> None:
                     "straightforward step. The project runs both products on columns padded with zeros to whole "
                     "blocks of the CPU's kernels (network.product_columns); the floor rows on those columns show "
                     "what that padding buys. The bf16 step runs through an anchor, as in an L-BFGS run "
-                    "(optimize.uses_anchor).\n\n" + table(
+                    "(optimize.uses_anchor), its style term too (losses.StyleAnchor); the row 'in a run' adds "
+                    "what a run pays besides: a new anchor each step and the exact refreshes.\n\n" + table(
                         ["step", "median ms", "speed-up", "x floor", "loss diff", "grad diff"], rows))
     print(sections[-1], flush=True)
 
