@@ -64,8 +64,9 @@ def keep_freed_memory() -> bool:
     """Have glibc's malloc keep a step's freed temporaries for the next step; True where applied.
 
     By default glibc unmaps (or trims) freed blocks of a few MB, such as the 2-10 MB temporaries of
-    every loss evaluation, and the next evaluation page-faults them back in: about 13 of 72 ms of a
-    bf16 step on the base shapes (benchmark/bench_step.py). The same as setting MALLOC_MMAP_THRESHOLD_
+    every loss evaluation, and the next evaluation page-faults them back in: about 5100 faults per
+    bf16 step at the base shapes, 90 with this. Worth 1 to 13 ms of a 72 ms step, depending on the
+    machine's state (README, Speed; benchmark --system-malloc). The same as setting MALLOC_MMAP_THRESHOLD_
     and MALLOC_TRIM_THRESHOLD_ in the environment, or preloading jemalloc. Process-wide, once; Linux
     with glibc only (elsewhere nothing changes).
     """
