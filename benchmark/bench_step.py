@@ -254,14 +254,14 @@ def bench_steps(device: torch.device, rounds: int, bf16: bool) -> tuple[list[lis
         fns[f"floor bf16 on {padded[torch.bfloat16]} columns (as the project runs them)"] = floor_products(
             fp32.filters, spec, torch.bfloat16, padded[torch.bfloat16], matrices=bf.matrices)
     med = interleaved(fns, rounds, device)
+    names = list(fns)
     if bf16:
         run_name = (f"project bf16 in a run: a new anchor per step, refreshes amortised "
                     f"(mean of {2 * ANCHOR_REFRESH_ITERATIONS})")
-        fns[run_name] = None  # type: ignore[assignment]
+        names.append(run_name)
         med[run_name] = mean_run_evaluation(bf, spec, device)
         anchored(bf, spec)  # back to the anchor near spec for the loss and gradient differences
     reference_loss, reference_grad = straight(spec)
-    names = list(fns)
     straight_name = names[0]
     rows = []
     for name in names:

@@ -99,15 +99,28 @@ class StyleAnchor:
     value: torch.Tensor
 
 
+def _frames_terms(f: torch.Tensor, target: StyleTarget, want_grad: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """'frames' mode, unscaled: (F^T F, ||F^T F||^2 - 2 ||F^T S||^2 in float64, (F F^T - S S^T) F or None)."""
+    s = target.features
+    ftf = f.T @ f  # (frames, frames)
+    fts = f.T @ s  # (frames, frames_s)
+    value = _sq_norm64(ftf) - 2.0 * _sq_norm64(fts)
+    return ftf, value, torch.addmm(f @ ftf, s, fts.T, alpha=-1.0) if want_grad else None
+
+
+def _style_sum(value: torch.Tensor, target: StyleTarget) -> torch.Tensor:
+    """The style sum from the unscaled 'frames' value: value / n^2 + ||S^T S||^2 / n^2 (never below 0)."""
+    return (value / target.norm_frames**2 + target.self_term).clamp_min(0.0)
+
+
 def style_anchor(features: torch.Tensor, target: StyleTarget) -> StyleAnchor:
     """The exact `StyleAnchor` at features (K, T): products in the features' dtype ('frames' mode only)."""
     if target.mode != "frames":
         raise ValueError("style anchors need the frames x frames identity (gram_mode 'frames')")
     f = features.detach()
-    ftf = f.T @ f
-    fts = f.T @ target.features
-    grad = torch.addmm(f @ ftf, target.features, fts.T, alpha=-1.0)
-    return StyleAnchor(f, ftf, grad, _sq_norm64(ftf) - 2.0 * _sq_norm64(fts))
+    ftf, value, grad = _frames_terms(f, target, want_grad=True)
+    return StyleAnchor(f, ftf, grad, value)
 
 
 def _anchor_operand(anchor: StyleAnchor, target: StyleTarget) -> torch.Tensor:
@@ -162,8 +175,7 @@ def anchored_style(features: torch.Tensor, target: StyleTarget, anchor: StyleAnc
     right[frames:fixed, :frames] = -db
     right[fixed:fixed + frames, :frames] = ftf
     grad = torch.add(anchor.grad, (left @ right)[:, :frames])
-    style = (value / n**2 + target.self_term).clamp_min(0.0)
-    return style, grad, 4.0 / n**2, StyleAnchor(f, ftf, grad, value)
+    return _style_sum(value, target), grad, 4.0 / n**2, StyleAnchor(f, ftf, grad, value)
 
 
 def _style_value_and_grad(features: torch.Tensor, target: StyleTarget, want_grad: bool
@@ -175,14 +187,8 @@ def _style_value_and_grad(features: torch.Tensor, target: StyleTarget, want_grad
         diff = gram(f, n) - target.gram  # (filters, filters)
         value = diff.square().sum()
         return value, (diff @ f).mul_(4.0 / n) if want_grad else None
-    s = target.features
-    ftf = f.T @ f  # (frames, frames)
-    fts = f.T @ s  # (frames, frames_s)
-    value = ((_sq_norm64(ftf) - 2.0 * _sq_norm64(fts)) / n**2 + target.self_term).clamp_min(0.0)
-    if not want_grad:
-        return value, None
-    grad = torch.addmm(f @ ftf, s, fts.T, alpha=-1.0)  # (F F^T - S S^T) F
-    return value, grad.mul_(4.0 / n**2)
+    _, value, grad = _frames_terms(f, target, want_grad)
+    return _style_sum(value, target), None if grad is None else grad.mul_(4.0 / n**2)
 
 
 class _FusedLosses(torch.autograd.Function):
