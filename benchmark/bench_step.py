@@ -42,7 +42,7 @@ import scipy.optimize  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from musicstyle import optimize  # noqa: E402
+from musicstyle import fused, optimize  # noqa: E402
 from musicstyle.config import INIT_NOISE_STD, TransferConfig, make_config  # noqa: E402
 from musicstyle.io import cpu_model, write_text  # noqa: E402
 from musicstyle.losses import StyleTarget, style_distance_sq, style_target  # noqa: E402
@@ -194,6 +194,28 @@ def with_threads(threads: int, fn: Callable[[], object]) -> Callable[[], object]
     return run
 
 
+def without_fused_passes(fn: Callable[[], object]) -> Callable[[], object]:
+    """`fn` with fused.py's compiled passes off: the bf16 step through autograd, op by op."""
+    def run() -> object:
+        before = fused.COMPILE
+        fused.COMPILE = False
+        try:
+            return fn()
+        finally:
+            fused.COMPILE = before
+
+    return run
+
+
+def warm_fused_passes(device: torch.device) -> None:
+    """Compile fused.py's passes on a tiny bf16 problem (they are compiled for all shapes at once),
+    so that a subprocess's peak memory is the step's, not the compiler's."""
+    config = make_config({"n_fft": 128, "hop": 32, "filters": 64, "kernel_width": 5, "device": device.type,
+                          "precision": "bf16"})
+    content, style = synthetic_pair(config.n_bins, 40, device)
+    project_step(anchored(build_problem(content, style, config), content * 0.9))(content)
+
+
 # --- inputs ----------------------------------------------------------------------------------------
 
 def synthetic_pair(bins: int, frames: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -249,6 +271,8 @@ def bench_steps(device: torch.device, rounds: int, bf16: bool) -> tuple[list[lis
     if bf16:
         bf = anchored(build_problem(content, style, config.replace(precision="bf16")), spec)
         fns["project bf16"] = lambda: project_step(bf)(spec)
+        fns["project bf16 without fused passes (autograd; MUSICSTYLE_COMPILE=0)"] = without_fused_passes(
+            lambda: project_step(bf)(spec))
         # on the step's own bf16 weights (the same tensors in memory): like for like
         fns["floor bf16 (two products)"] = floor_products(fp32.filters, spec, torch.bfloat16, matrices=bf.matrices)
         fns[f"floor bf16 on {padded[torch.bfloat16]} columns (as the project runs them)"] = floor_products(
@@ -268,9 +292,7 @@ def bench_steps(device: torch.device, rounds: int, bf16: bool) -> tuple[list[lis
         floor = med["floor bf16 (two products)" if "bf16" in name else "floor fp32 (two products)"]
         loss_diff = grad_diff = "-"
         if name.startswith("project") and "thread" not in name and "in a run" not in name:  # same numbers
-            problem = {"project fp32 (auto: frames identity)": fp32, "project fp32, Gram over filters": filters_mode,
-                       "project bf16": bf if bf16 else None}[name]
-            loss, grad = project_step(problem)(spec)
+            loss, grad = fns[name]()  # the project rows' functions are steps at spec
             loss_diff = f"{abs(loss - reference_loss) / reference_loss:.1e}"
             grad_diff = f"{relative(grad, reference_grad):.1e}"
         rows.append([name, f"{med[name] * 1e3:.1f}", f"{med[straight_name] / med[name]:.2f}x",
@@ -321,6 +343,8 @@ def run_case(case: str, device: torch.device, steps: int) -> dict[str, float]:
     method, frames, filters = case.split(",")
     config = make_config({"filters": int(filters), "frames": int(frames), "device": device.type,
                           "precision": "bf16" if method == "bf16" else "fp32"})
+    if method == "bf16":
+        warm_fused_passes(device)
     base_rss = peak_rss_mb()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -527,7 +551,9 @@ def main(argv: list[str] | None = None) -> None:
                     "straightforward step. The project runs both products on columns padded with zeros to whole "
                     "blocks of the CPU's kernels (network.product_columns); the floor rows on those columns show "
                     "what that padding buys. The bf16 step runs through an anchor, as in an L-BFGS run "
-                    "(optimize.uses_anchor), its style term too (losses.StyleAnchor); the row 'in a run' adds "
+                    "(optimize.uses_anchor), its style term too (losses.StyleAnchor), written out with its "
+                    "elementwise passes compiled by torch.compile (fused.py; compiled before timing); the row "
+                    "'without fused passes' is the same step through autograd, op by op; the row 'in a run' adds "
                     "what a run pays besides: a new anchor each step and the exact refreshes.\n\n" + table(
                         ["step", "median ms", "speed-up", "x floor", "loss diff", "grad diff"], rows))
     print(sections[-1], flush=True)

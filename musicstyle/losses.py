@@ -109,7 +109,7 @@ def _frames_terms(f: torch.Tensor, target: StyleTarget, want_grad: bool
     return ftf, value, torch.addmm(f @ ftf, s, fts.T, alpha=-1.0) if want_grad else None
 
 
-def _style_sum(value: torch.Tensor, target: StyleTarget) -> torch.Tensor:
+def style_sum(value: torch.Tensor, target: StyleTarget) -> torch.Tensor:
     """The style sum from the unscaled 'frames' value: value / n^2 + ||S^T S||^2 / n^2 (never below 0)."""
     return (value / target.norm_frames**2 + target.self_term).clamp_min(0.0)
 
@@ -123,11 +123,11 @@ def style_anchor(features: torch.Tensor, target: StyleTarget) -> StyleAnchor:
     return StyleAnchor(f, ftf, grad, value)
 
 
-def _anchor_operand(anchor: StyleAnchor, target: StyleTarget) -> torch.Tensor:
-    """bfloat16 [F0 | S | D] (K, T + Ts + padded T), kept in `target` and loaded with this anchor's F0.
+def anchor_operand(anchor: StyleAnchor, target: StyleTarget) -> tuple[torch.Tensor, torch.Tensor]:
+    """bfloat16 [F0 | S | D] (K, T + Ts + padded T), kept in `target` and loaded with this anchor's F0,
+    and its D slot (K, T), a view the caller fills with F - F0 before `style_through_difference`.
 
-    The D slot, filled per call, is padded with zeros to `product_columns`: both products run faster
-    on 448 columns than on 420.
+    The D slot is padded with zeros to `product_columns`: both products run faster on 448 columns than on 420.
     """
     f0, s = anchor.features, target.features
     frames, style_frames = f0.shape[1], s.shape[1]
@@ -140,7 +140,40 @@ def _anchor_operand(anchor: StyleAnchor, target: StyleTarget) -> torch.Tensor:
     if target.operand_features is not f0:
         left[:, :frames] = f0
         target.operand_features = f0
-    return left
+    fixed = frames + style_frames
+    return left, left[:, fixed:fixed + frames]
+
+
+def difference_terms(products: torch.Tensor, anchor_ftf: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What the first product of `style_through_difference` gives, (T + Ts + padded, padded) rows
+    F0^T D, S^T D, D^T D, turned into: F^T F = A0 + dA (T, T); the second-order value terms
+    2 <A0, D^T D> + ||dA||^2 - 2 ||dB||^2 (0-d float64); and the second product's right operand
+    [dA; -dB; A; 0] (the products' shape and dtype)."""
+    frames, fixed = anchor_ftf.shape[0], products.shape[0] - products.shape[1]
+    p = products.float()
+    f0d, db, dd = p[:frames, :frames], p[frames:fixed, :frames], p[fixed:fixed + frames, :frames]
+    da = f0d + f0d.T + dd
+    ftf = anchor_ftf + da
+    second = (2.0 * (anchor_ftf.double() * dd.double()).sum() + da.double().square().sum()
+              - 2.0 * db.double().square().sum())
+    right = torch.zeros_like(products)
+    right[:frames, :frames] = da
+    right[frames:fixed, :frames] = -db
+    right[fixed:fixed + frames, :frames] = ftf
+    return ftf, second, right
+
+
+def style_through_difference(left: torch.Tensor, target: StyleTarget, anchor: StyleAnchor,
+                             first_order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The style term at F = F0 + D from `anchor_operand`'s [F0 | S | D] with D loaded, and
+    first_order = <G0, D> (0-d): (value, unscaled, 0-d float64; F^T F, (T, T); G - G0, (K, T), a
+    bfloat16 view). Two bfloat16 products; see `anchored_style`."""
+    frames, fixed = anchor.features.shape[1], anchor.features.shape[1] + target.features.shape[1]
+    products = left.T @ left[:, fixed:]  # (T + Ts + padded, padded): F0^T D, S^T D, D^T D
+    ftf, second, right = difference_terms(products, anchor.ftf)
+    value = anchor.value + 4.0 * first_order.double() + second
+    return value, ftf, (left @ right)[:, :frames]
 
 
 def anchored_style(features: torch.Tensor, target: StyleTarget, anchor: StyleAnchor
@@ -153,29 +186,22 @@ def anchored_style(features: torch.Tensor, target: StyleTarget, anchor: StyleAnc
         value(F) = value(F0) + 4 <G0, D> + 2 <A0, D^T D> + ||dA||^2 - 2 ||dB||^2
         G(F)     = G0 + [F0 | S | D] @ [dA; -dB; A]            (a second bfloat16 product)
 
-    The terms in D are rounded relative to their own size, not to that of A0 or G0.
+    The terms in D are rounded relative to their own size, not to that of A0 or G0; the first-order
+    term <G0, D> is float32.
     """
-    n = target.norm_frames
     f = features.detach()
-    frames, style_frames = f.shape[1], target.features.shape[1]
-    left = _anchor_operand(anchor, target)
-    fixed = frames + style_frames
-    padded = left.shape[1] - fixed
+    left, slot = anchor_operand(anchor, target)
     delta = f - anchor.features
-    left[:, fixed:fixed + frames] = delta
-    products = (left.T @ left[:, fixed:]).float()  # (T + Ts + padded, padded): F0^T D, S^T D, D^T D
-    f0d, db, dd = products[:frames, :frames], products[frames:fixed, :frames], products[fixed:fixed + frames, :frames]
-    da = f0d + f0d.T + dd
-    value = (anchor.value + 4.0 * torch.dot(anchor.grad.reshape(-1), delta.reshape(-1)).double()
-             + 2.0 * torch.dot(anchor.ftf.reshape(-1), dd.reshape(-1)).double() + _sq_norm64(da)
-             - 2.0 * _sq_norm64(db))
-    ftf = anchor.ftf + da
-    right = left.new_zeros(left.shape[1], padded)  # [dA; -dB; A; 0], columns padded like D
-    right[:frames, :frames] = da
-    right[frames:fixed, :frames] = -db
-    right[fixed:fixed + frames, :frames] = ftf
-    grad = torch.add(anchor.grad, (left @ right)[:, :frames])
-    return _style_sum(value, target), grad, 4.0 / n**2, StyleAnchor(f, ftf, grad, value)
+    slot.copy_(delta)
+    first_order = torch.dot(anchor.grad.reshape(-1), delta.reshape(-1))
+    value, ftf, change = style_through_difference(left, target, anchor, first_order)
+    grad = torch.add(anchor.grad, change)
+    return style_sum(value, target), grad, style_grad_scale(target), StyleAnchor(f, ftf, grad, value)
+
+
+def style_grad_scale(target: StyleTarget) -> float:
+    """The factor from the unscaled 'frames' gradient (F F^T - S S^T) F to d style sum / d F: 4 / n^2."""
+    return 4.0 / target.norm_frames**2
 
 
 def _style_value_and_grad(features: torch.Tensor, target: StyleTarget, want_grad: bool
@@ -188,7 +214,7 @@ def _style_value_and_grad(features: torch.Tensor, target: StyleTarget, want_grad
         value = diff.square().sum()
         return value, (diff @ f).mul_(4.0 / n) if want_grad else None
     _, value, grad = _frames_terms(f, target, want_grad)
-    return _style_sum(value, target), None if grad is None else grad.mul_(4.0 / n**2)
+    return style_sum(value, target), None if grad is None else grad.mul_(style_grad_scale(target))
 
 
 class _FusedLosses(torch.autograd.Function):

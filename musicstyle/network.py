@@ -162,11 +162,25 @@ class _ValidConv1d(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
         m = ctx.matrices
-        filters, out = grad.shape
-        padded = grad.new_empty(filters, product_columns(ctx.frames + 1, m.weight.dtype), dtype=m.weight.dtype)
-        padded[:, :out] = grad
-        padded[:, out:] = 0
-        return fold_padded(m.weight_t @ padded, m.kernel_width, ctx.frames).to(ctx.spec_dtype), None, None
+        padded = gradient_columns(m, ctx.frames, grad.device)
+        padded[:, : grad.shape[1]] = grad
+        return input_gradient(m, padded, ctx.frames).to(ctx.spec_dtype), None, None
+
+
+def gradient_columns(matrices: ConvMatrices, frames: int, device: torch.device | str) -> torch.Tensor:
+    """The operand of the input-gradient product: (filters, product_columns(frames + 1)) in the products'
+    dtype, zeros past the first frames - width + 1 columns, which the caller fills with d loss / d pre."""
+    out = frames - matrices.kernel_width + 1
+    padded = torch.empty(matrices.weight.shape[0], product_columns(frames + 1, matrices.weight.dtype),
+                         dtype=matrices.weight.dtype, device=device)
+    padded[:, out:] = 0
+    return padded
+
+
+def input_gradient(matrices: ConvMatrices, padded: torch.Tensor, frames: int) -> torch.Tensor:
+    """d loss / d spectrogram, (bins, frames), in the products' dtype: fold(W^T @ padded), `padded`
+    being `gradient_columns` filled with d loss / d pre."""
+    return fold_padded(matrices.weight_t @ padded, matrices.kernel_width, frames)
 
 
 def convolve(spec: torch.Tensor, filters: torch.Tensor | ConvMatrices, bf16: bool = False,

@@ -27,6 +27,7 @@ import scipy.optimize
 import threadpoolctl
 import torch
 
+from . import fused
 from .config import INIT_NOISE_STD, TransferConfig
 from .errors import DivergenceError
 from .losses import StyleTarget, loss_terms, style_anchor, style_target
@@ -103,7 +104,13 @@ class Problem:
         return pool_activations(pre, c.activation, c.leaky_slope, c.pooling)
 
     def loss_parts(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(weighted total, unweighted content sum, unweighted style sum) for a (bins, frames) spectrogram."""
+        """(weighted total, unweighted content sum, unweighted style sum) for a (bins, frames) spectrogram.
+
+        Through anchors with a gradient wanted, one written-out step with fused passes (`fused.py`).
+        """
+        parts = fused.loss_parts(self, spec) if fused.applies(self, spec) else None
+        if parts is not None:
+            return parts
         features = self.features(spec)
         style_anchor = None if self.anchor is None else self.anchor.style
         content, style, self.last_convolved.style = loss_terms(features, self.content_features, self.style,

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from musicstyle import optimize
+from musicstyle import fused, optimize
 from musicstyle.config import make_config
 from musicstyle.losses import (
     _style_value_and_grad,
@@ -239,17 +239,19 @@ def test_bf16_anchor_sees_steps_below_bfloat16_resolution():
 
 
 @needs_bf16
-def test_bf16_lbfgs_is_anchored_and_reports_the_loss_of_its_result(monkeypatch):
-    """Every convolution goes through an anchor, and the final loss is the loss of the returned
+@pytest.mark.parametrize("fused_passes", [True, False], ids=["fused", "autograd"])
+def test_bf16_lbfgs_is_anchored_and_reports_the_loss_of_its_result(monkeypatch, fused_passes):
+    """Every evaluation goes through an anchor, and the final loss is the loss of the returned
     spectrogram with float32 products and the run's bfloat16-rounded weights."""
     anchored = []
-    real = optimize.convolve_from
+    real = Problem.loss_parts
 
-    def spy(spec, matrices, anchor):
-        anchored.append(anchor is not None)
-        return real(spec, matrices, anchor)
+    def spy(self, spec):
+        anchored.append(self.anchor is not None)
+        return real(self, spec)
 
-    monkeypatch.setattr(optimize, "convolve_from", spy)
+    monkeypatch.setattr(Problem, "loss_parts", spy)
+    monkeypatch.setattr(fused, "COMPILE", fused_passes)
     exact_style = []
     monkeypatch.setattr(optimize, "style_anchor", lambda *args: exact_style.append(1) or style_anchor(*args))
     clear_problem_cache()
@@ -271,15 +273,17 @@ def test_bf16_lbfgs_is_anchored_and_reports_the_loss_of_its_result(monkeypatch):
 
 
 @needs_bf16
+@pytest.mark.parametrize("fused_passes", [True, False], ids=["fused", "autograd"])
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
-def test_every_anchor_holds_the_convolution_of_its_own_spectrogram(monkeypatch, optimizer):
+def test_every_anchor_holds_the_convolution_of_its_own_spectrogram(monkeypatch, optimizer, fused_passes):
     """An anchor's result must be the convolution of its spectrogram (to bfloat16 round-off of the
     steps), also where the optimiser moves the spectrogram in place (Adam, large steps); its style
     term must be that of the activations of that convolution."""
     errors, style_errors = [], []
-    real = optimize.convolve_from
+    real = Problem.loss_parts
 
-    def spy(spec, matrices, anchor):
+    def spy(self, spec):
+        anchor, matrices = self.anchor, self.matrices
         if anchor is not None:
             exact = convolve(anchor.spec, conv_matrices(matrices.weight.float().view(-1, BINS, config.kernel_width),
                                                         torch.float32))
@@ -287,10 +291,11 @@ def test_every_anchor_holds_the_convolution_of_its_own_spectrogram(monkeypatch, 
             features = torch.relu(anchor.pre)
             torch.testing.assert_close(anchor.style.features, features, rtol=0, atol=0)
             style_errors.append(float((anchor.style.ftf - features.T @ features).norm() / anchor.style.ftf.norm()))
-        return real(spec, matrices, anchor)
+        return real(self, spec)
 
     config = small_config(precision="bf16", iterations=20, optimizer=optimizer, lr=0.5, gram_mode="frames")
-    monkeypatch.setattr(optimize, "convolve_from", spy)
+    monkeypatch.setattr(Problem, "loss_parts", spy)
+    monkeypatch.setattr(fused, "COMPILE", fused_passes)
     clear_problem_cache()
     content, style, _ = (s.numpy().astype(np.float32) for s in spectrograms(dtype=torch.float32))
     optimize_spectrogram(content, style, config)
