@@ -151,15 +151,16 @@ def difference_terms(products: torch.Tensor, anchor_ftf: torch.Tensor
     2 <A0, D^T D> + ||dA||^2 - 2 ||dB||^2 (0-d float64); and the second product's right operand
     [dA; -dB; A; 0] (the products' shape and dtype)."""
     frames, fixed = anchor_ftf.shape[0], products.shape[0] - products.shape[1]
-    p = products.float()
-    f0d, db, dd = p[:frames, :frames], p[frames:fixed, :frames], p[fixed:fixed + frames, :frames]
-    da = f0d + f0d.T + dd
+    p = products[:fixed + frames, :frames].float()  # the padding's rows and columns are zeros
+    f0d, db, dd = p[:frames], p[frames:fixed], p[fixed:]
+    da = f0d + f0d.T
+    da += dd
     ftf = anchor_ftf + da
-    second = (2.0 * (anchor_ftf.double() * dd.double()).sum() + da.double().square().sum()
-              - 2.0 * db.double().square().sum())
+    second = 2.0 * torch.dot(anchor_ftf.reshape(-1), dd.reshape(-1)).double() + _sq_norm64(da) - 2.0 * _sq_norm64(db)
     right = torch.zeros_like(products)
     right[:frames, :frames] = da
-    right[frames:fixed, :frames] = -db
+    right[frames:fixed, :frames] = db
+    right[frames:fixed, :frames].neg_()
     right[fixed:fixed + frames, :frames] = ftf
     return ftf, second, right
 
