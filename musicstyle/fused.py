@@ -92,7 +92,7 @@ def anchored_step(problem: Problem, spec: torch.Tensor
     """(total, content sum, style sum, d total / d spec, the Anchor at spec) through problem.anchor.
 
     spec: (bins, frames); the gradient has its shape and dtype. The same numbers as
-    `Problem.loss_parts` and backward through `losses.anchored_style` (tests/test_speed_paths.py).
+    `Problem.loss_parts` and backward through `losses.anchored_style` (tests/test_fused.py).
     """
     config, anchor, matrices, target = problem.config, problem.anchor, problem.matrices, problem.style
     frames, width = spec.shape[1], matrices.kernel_width
