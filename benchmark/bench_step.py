@@ -227,13 +227,13 @@ def synthetic_pair(bins: int, frames: int, device: torch.device, seed: int = 0) 
 
 
 def paper_pair(config: TransferConfig) -> tuple[np.ndarray, np.ndarray, str]:
-    """The paper's songs' (bins, 430) log-magnitudes where ../shared has them, else a synthetic pair."""
+    """The paper's songs' (bins, config.frames) log-magnitudes where ../shared has them, else a synthetic pair."""
     content, style = PAPER_SONGS / "imperial.mp3", PAPER_SONGS / "usa.mp3"
     if content.exists() and style.exists():
         from musicstyle.transfer import load_pair
 
         pair = load_pair(content, style, config)
-        return pair.content, pair.style, "paper songs (imperial / usa, 430 frames)"
+        return pair.content, pair.style, f"paper songs (imperial / usa, {pair.content.shape[1]} frames)"
     c, s = synthetic_pair(config.n_bins, config.frames or 430, torch.device("cpu"))
     return c.numpy(), s.numpy(), "synthetic spectrograms (paper songs absent)"
 

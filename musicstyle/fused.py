@@ -12,8 +12,8 @@ autograd graph), and those passes are two functions of plain torch ops,
                      into the bfloat16 operand of the input-gradient product
 
 that torch.compile turns into one loop each (inductor: C++ with OpenMP on a CPU, Triton on CUDA).
-Alternated with the autograd step on the same inputs, that took a median 3.4 ms off a 62 ms step at
-the base shapes, and 1.0 ms off 30 ms at the sweep's 173-frame clips (README, Speed). Op by op, this
+Alternated with the autograd step on the same inputs (benchmark/ab_fused.py), that takes 2.5-3.4 ms
+off a 62-68 ms step at the base shapes, and 1-2 ms off 32 ms at the sweep's 173-frame clips. Op by op, this
 written-out step would be slower than autograd's, so where compiling is off (MUSICSTYLE_COMPILE=0)
 or fails (no C++ compiler, no Triton; warned once) runs keep the autograd path (`Problem.loss_parts`),
 which gives the same numbers to float32 round-off. The first step of a process compiles (about 4 s;
