@@ -36,7 +36,7 @@ from .losses import (
     style_sum,
     style_through_difference,
 )
-from .network import Anchor, activate, gradient_columns, input_gradient, product_columns, unfold_frames
+from .network import Anchor, activate, conv_product, gradient_columns, input_gradient
 
 if TYPE_CHECKING:
     from .optimize import Problem
@@ -95,11 +95,9 @@ def anchored_step(problem: Problem, spec: torch.Tensor
     `Problem.loss_parts` and backward through `losses.anchored_style` (tests/test_fused.py).
     """
     config, anchor, matrices, target = problem.config, problem.anchor, problem.matrices, problem.style
-    frames, width = spec.shape[1], matrices.kernel_width
-    out = frames - width + 1
-    columns = unfold_frames(spec - anchor.spec, width, product_columns(out, matrices.weight.dtype),
-                            dtype=matrices.weight.dtype)
-    product = (matrices.weight @ columns)[:, :out]
+    frames = spec.shape[1]
+    product = conv_product(spec - anchor.spec, matrices)  # (filters, out), bfloat16
+    out = product.shape[1]
     left, delta_slot = anchor_operand(anchor.style, target)
     pre, features, content, first_order = _features_pass(
         product, anchor.pre, anchor.style.features, problem.content_features, anchor.style.grad, delta_slot,

@@ -141,6 +141,14 @@ def conv_matrices(filters: torch.Tensor, dtype: torch.dtype) -> ConvMatrices:
     return ConvMatrices(weight, weight.T.contiguous() if contiguous_t else weight.T, filters.shape[2])
 
 
+def conv_product(spec: torch.Tensor, matrices: ConvMatrices) -> torch.Tensor:
+    """W @ unfold(spec) on `product_columns` columns, cut back: (bins, frames) -> (filters, frames -
+    width + 1), in the products' dtype (no offset, no cast back: the caller does those in its next pass)."""
+    dtype, width = matrices.weight.dtype, matrices.kernel_width
+    out = spec.shape[1] - width + 1
+    return (matrices.weight @ unfold_frames(spec, width, product_columns(out, dtype), dtype=dtype))[:, :out]
+
+
 class _ValidConv1d(torch.autograd.Function):
     """pre = W @ unfold(x); d x = fold(W^T @ d pre). No gradient for W, ever.
 
@@ -153,10 +161,7 @@ class _ValidConv1d(torch.autograd.Function):
         ctx.matrices = matrices
         ctx.spec_dtype = spec.dtype
         ctx.frames = spec.shape[1]
-        dtype, width = matrices.weight.dtype, matrices.kernel_width
-        out = ctx.frames - width + 1
-        columns = unfold_frames(spec, width, product_columns(out, dtype), dtype=dtype)
-        pre = (matrices.weight @ columns)[:, :out]
+        pre = conv_product(spec, matrices)
         return pre.to(spec.dtype) if offset is None else torch.add(offset, pre)  # one pass either way
 
     @staticmethod

@@ -259,8 +259,9 @@ def uses_anchor(problem: Problem) -> bool:
     products of F^T F, F^T S and the gradient become two bfloat16 products of the difference. Its
     round-off piles up faster (the gradient is a small difference of large terms), so the style
     anchor is recomputed exactly every STYLE_REFRESH_ITERATIONS. On the four paper rows, bf16 final
-    loss against float32: refreshed every 10 iterations, base +0.02 %, LeakyReLU -0.32 %, ELU
-    -0.16 %, SELU +0.50 %. While choosing the interval (before the padded style products, which
+    loss against float32: refreshed every 10 iterations, base +0.01 %, LeakyReLU -0.23 %, ELU
+    -0.33 %, SELU -0.55 % (README, Speed; earlier versions of the step moved these by tenths of a
+    percent either way). While choosing the interval (before the padded style products, which
     change the round-off): every 5 or 10 within 1 % on all four; every 20, ELU +1.3 %; only with the
     whole anchor (every 50), LeakyReLU stopped at iteration 51, 575 % above.
     """
