@@ -5,7 +5,9 @@
     python benchmark/bench_step.py --device cuda
 
 Everything is timed side by side on the same inputs, interleaved round by round, and reported as
-medians and ratios from one run (the machine may be shared: compare ratios, not absolute times).
+medians and ratios from one run (the machine may be shared: compare ratios, not absolute times). In the
+step table the float32 rows and the bf16 rows are two such groups (a bf16 step then follows bf16 work,
+as in a run), and a row's cost against its floor is the median of the per-round ratios, with quartiles.
 
 - step: the straightforward float32 step written here as the reference (F.conv1d, activation, Gram
   F F^T over the filters, both losses, autograd backward); the project's step as optimize.py runs
@@ -72,6 +74,7 @@ from musicstyle.reconstruct import griffin_lim, griffin_lim_librosa  # noqa: E40
 PAPER_SONGS = REPO.parent / "shared" / "paper-songs"
 HAVE_LIBROSA = importlib.util.find_spec("librosa") is not None  # audio sections need it (GPU boxes may lack it)
 Step = Callable[[torch.Tensor], tuple[float, torch.Tensor]]  # (bins, frames) -> (loss, gradient)
+BF16_ROUNDS_FACTOR = 3  # the bf16 step table's rows are interleaved among themselves, this many times the rounds
 SYSTEM_MALLOC = False  # --system-malloc: glibc's malloc settings left alone, scaling subprocesses too
 
 
@@ -167,8 +170,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def interleaved(fns: dict[str, Callable[[], object]], rounds: int, device: torch.device) -> dict[str, float]:
-    """Median seconds of each function, run round-robin `rounds` times after one warm-up each."""
+def interleaved_times(fns: dict[str, Callable[[], object]], rounds: int, device: torch.device
+                      ) -> dict[str, np.ndarray]:
+    """Seconds of each function in each round, run round-robin `rounds` times after one warm-up each."""
     times: dict[str, list[float]] = {name: [] for name in fns}
     for fn in fns.values():
         fn()
@@ -179,7 +183,12 @@ def interleaved(fns: dict[str, Callable[[], object]], rounds: int, device: torch
             fn()
             synchronize(device)
             times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(t)) for name, t in times.items()}
+    return {name: np.array(t) for name, t in times.items()}
+
+
+def interleaved(fns: dict[str, Callable[[], object]], rounds: int, device: torch.device) -> dict[str, float]:
+    """Median seconds of each function, run round-robin `rounds` times after one warm-up each."""
+    return {name: float(np.median(t)) for name, t in interleaved_times(fns, rounds, device).items()}
 
 
 def with_threads(threads: int, fn: Callable[[], object]) -> Callable[[], object]:
@@ -268,35 +277,47 @@ def bench_steps(device: torch.device, rounds: int, bf16: bool) -> tuple[list[lis
     if device.type == "cpu" and other != threads:
         name = f"project fp32, {other} thread(s) instead of {threads}"
         fns[name] = with_threads(other, lambda: project_step(fp32)(spec))
+    times = interleaved_times(fns, rounds, device)
+    floors = {"fp32": "floor fp32 (two products)"}
     if bf16:
         bf = anchored(build_problem(content, style, config.replace(precision="bf16")), spec)
-        fns["project bf16"] = lambda: project_step(bf)(spec)
-        fns["project bf16 without fused passes (autograd; MUSICSTYLE_COMPILE=0)"] = without_fused_passes(
-            lambda: project_step(bf)(spec))
-        # on the step's own bf16 weights (the same tensors in memory): like for like
-        fns["floor bf16 (two products)"] = floor_products(fp32.filters, spec, torch.bfloat16, matrices=bf.matrices)
-        fns[f"floor bf16 on {padded[torch.bfloat16]} columns (as the project runs them)"] = floor_products(
-            fp32.filters, spec, torch.bfloat16, padded[torch.bfloat16], matrices=bf.matrices)
-    med = interleaved(fns, rounds, device)
+        bf_fns: dict[str, Callable[[], object]] = {
+            "project bf16": lambda: project_step(bf)(spec),
+            "project bf16 without fused passes (autograd; MUSICSTYLE_COMPILE=0)": without_fused_passes(
+                lambda: project_step(bf)(spec)),
+            # on the step's own bf16 weights (the same tensors in memory): like for like
+            "floor bf16 (two products)": floor_products(fp32.filters, spec, torch.bfloat16, matrices=bf.matrices),
+            f"floor bf16 on {padded[torch.bfloat16]} columns (as the project runs them)": floor_products(
+                fp32.filters, spec, torch.bfloat16, padded[torch.bfloat16], matrices=bf.matrices),
+        }
+        fns.update(bf_fns)
+        times.update(interleaved_times(bf_fns, BF16_ROUNDS_FACTOR * rounds, device))
+        floors["bf16"] = "floor bf16 (two products)"
+    med = {name: float(np.median(t)) for name, t in times.items()}
+    # x floor: each round's ratio (what slows a whole round cancels); the median, and the quartiles
+    floor_ratio = {}
+    for name, t in times.items():
+        q1, q2, q3 = np.percentile(t / times[floors["bf16" if "bf16" in name else "fp32"]], [25, 50, 75])
+        floor_ratio[name] = f"{q2:.2f}x ({q1:.2f}-{q3:.2f})"
     names = list(fns)
     if bf16:
         run_name = (f"project bf16 in a run: a new anchor per step, refreshes amortised "
                     f"(mean of {2 * ANCHOR_REFRESH_ITERATIONS})")
         names.append(run_name)
         med[run_name] = mean_run_evaluation(bf, spec, device)
+        floor_ratio[run_name] = f"{med[run_name] / med[floors['bf16']]:.2f}x (against the median)"
         anchored(bf, spec)  # back to the anchor near spec for the loss and gradient differences
     reference_loss, reference_grad = straight(spec)
     straight_name = names[0]
     rows = []
     for name in names:
-        floor = med["floor bf16 (two products)" if "bf16" in name else "floor fp32 (two products)"]
         loss_diff = grad_diff = "-"
         if name.startswith("project") and "thread" not in name and "in a run" not in name:  # same numbers
             loss, grad = fns[name]()  # the project rows' functions are steps at spec
             loss_diff = f"{abs(loss - reference_loss) / reference_loss:.1e}"
             grad_diff = f"{relative(grad, reference_grad):.1e}"
         rows.append([name, f"{med[name] * 1e3:.1f}", f"{med[straight_name] / med[name]:.2f}x",
-                     "-" if name.startswith("floor") and "columns" not in name else f"{med[name] / floor:.2f}x",
+                     "-" if name.startswith("floor") and "columns" not in name else floor_ratio[name],
                      loss_diff, grad_diff])
     return rows, med
 
@@ -547,14 +568,18 @@ def main(argv: list[str] | None = None) -> None:
     rows, _ = bench_steps(device, rounds, bf16)
     sections.append("## One step at the base shapes (1025 bins x 430 frames, 4096 filters, width 11)\n\n"
                     "Speed-up against the straightforward step; cost against the floor (the two unavoidable "
-                    "products at the same shapes and precision); loss and gradient differences relative to the "
-                    "straightforward step. The project runs both products on columns padded with zeros to whole "
-                    "blocks of the CPU's kernels (network.product_columns); the floor rows on those columns show "
-                    "what that padding buys. The bf16 step runs through an anchor, as in an L-BFGS run "
+                    "products at the same shapes and precision): the median over rounds of the row's time over "
+                    "the floor's in the same round, with the quartiles in brackets; loss and gradient differences "
+                    "relative to the straightforward step. The project runs both products on columns padded with "
+                    "zeros to whole blocks of the CPU's kernels (network.product_columns); the floor rows on those "
+                    "columns show what that padding buys. The bf16 step runs through an anchor, as in an L-BFGS run "
                     "(optimize.uses_anchor), its style term too (losses.StyleAnchor), written out with its "
                     "elementwise passes compiled by torch.compile (fused.py; compiled before timing); the row "
                     "'without fused passes' is the same step through autograd, op by op; the row 'in a run' adds "
-                    "what a run pays besides: a new anchor each step and the exact refreshes.\n\n" + table(
+                    "what a run pays besides: a new anchor each step and the exact refreshes (a mean, against the "
+                    f"floor's median). The float32 rows are interleaved among themselves, {rounds} rounds; the bf16 "
+                    f"rows among themselves, {BF16_ROUNDS_FACTOR * rounds} rounds, so each sees its caches as a run "
+                    "of its precision does (not just after a 0.8 s float32 step).\n\n" + table(
                         ["step", "median ms", "speed-up", "x floor", "loss diff", "grad diff"], rows))
     print(sections[-1], flush=True)
 
