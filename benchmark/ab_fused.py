@@ -3,8 +3,9 @@
     python benchmark/ab_fused.py             # about 5 minutes on 2 CPU cores; writes results/fused-ab.md
     python benchmark/ab_fused.py --runs 0    # the steps only, under a minute
 
-bench_step.py times every mode round-robin between much larger steps; on this machine's shared L3
-cache the few milliseconds at stake get lost there. Here the two versions alternate back to back
+bench_step.py times the bf16 rows round-robin among themselves, with other rows in between; until it
+grouped them by precision, the few milliseconds at stake got lost there between much larger float32
+steps (this machine's L3 cache is shared). Here the two versions alternate back to back
 (the order swapped every round) on the same inputs: steps at the base shapes and at the sweep's
 173-frame clips, and whole L-BFGS runs on the paper's songs (synthetic spectrograms where
 ../shared lacks them), per evaluation with scipy's own work. Reported: medians, and the median and
