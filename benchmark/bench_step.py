@@ -579,7 +579,8 @@ def main(argv: list[str] | None = None) -> None:
                     "what a run pays besides: a new anchor each step and the exact refreshes (a mean, against the "
                     f"floor's median). The float32 rows are interleaved among themselves, {rounds} rounds; the bf16 "
                     f"rows among themselves, {BF16_ROUNDS_FACTOR * rounds} rounds, so each sees its caches as a run "
-                    "of its precision does (not just after a 0.8 s float32 step).\n\n" + table(
+                    "of its precision does (not just after a 0.8 s float32 step); the bf16 rows' speed-ups set "
+                    "the medians of the two groups against each other.\n\n" + table(
                         ["step", "median ms", "speed-up", "x floor", "loss diff", "grad diff"], rows))
     print(sections[-1], flush=True)
 
