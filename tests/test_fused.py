@@ -105,3 +105,20 @@ def test_a_failed_compile_warns_once_and_leaves_the_step_to_autograd(monkeypatch
     assert loss == reference_loss
     torch.testing.assert_close(grad, reference_grad, rtol=0, atol=0)
     assert not fused.applies(problem, spec.clone().requires_grad_(True))  # not tried again
+
+
+def test_step_parts_benchmark_cuts_the_fused_step_without_changing_it():
+    """benchmark/step_parts.py times fused.anchored_step part by part; its parts must add up to that step."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmark"))
+    from step_parts import run_parts, step_parts
+
+    problem, spec = anchored_problem("leaky_relu")
+    total, _, _, grad, _ = fused.anchored_step(problem, spec)
+    parts = step_parts(problem, spec)
+    state, seconds = run_parts(parts, torch.device("cpu"))
+    assert len(seconds) == len(parts) and all(s >= 0 for s in seconds)
+    assert state["total"] == float(total)
+    assert torch.equal(state["grad"], grad)
