@@ -1,6 +1,6 @@
 """Where the bf16 step's time goes, part by part.
 
-    python benchmark/step_parts.py            # about 20 seconds on 2 CPU cores
+    python benchmark/step_parts.py            # about 15 seconds on 2 CPU cores
     python benchmark/step_parts.py --frames 173 --activation leaky_relu
 
 The step is `fused.anchored_step` (the bf16 step through an anchor, its passes compiled) cut into its
@@ -11,9 +11,9 @@ Each part is timed with `time.perf_counter` inside whole steps (so with the cach
 them, not warm as when timed alone): medians over steps, with quartiles.
 
 Not measured here, on purpose: a part's cost by ablation (the step with that part replaced by its
-result computed beforehand). Tried: the same part came out at 0.3, 2.0 and 4.5 ms in three runs,
-because the stand-in result is always the same buffer while the step's own come from the allocator,
-and on this machine a product's time depends by up to 8 % on where its operands lie in memory.
+result computed beforehand). Tried: the unfold came out at 0.3, 2.0 and 4.5 ms in three runs. The
+stand-in is always the same buffer while the step's own come from the allocator, and on this machine
+the same product took up to 8 % longer with one allocation of its weights than with another.
 
 Shapes: the base paper's (1025 bins, `--frames` frames, 4096 filters, width 11), synthetic spectrograms.
 """
