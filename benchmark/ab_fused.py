@@ -26,7 +26,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_step import (  # noqa: E402
-    INIT_NOISE_STD,
     REPO,
     anchored,
     floor_products,
@@ -34,6 +33,7 @@ from bench_step import (  # noqa: E402
     make_config,
     paper_pair,
     project_step,
+    start_spectrogram,
     synthetic_pair,
     table,
     without_fused_passes,
@@ -73,8 +73,7 @@ def step_row(device: torch.device, frames: int, pairs: int) -> list[str]:
     """One step at (1025 bins x frames, 4096 filters), compiled passes against autograd, and the floor."""
     config = make_config({"device": device.type, "precision": "bf16"})
     content, style = synthetic_pair(config.n_bins, frames, device)
-    spec = torch.as_tensor(np.random.default_rng(1).standard_normal(content.shape) * INIT_NOISE_STD + 0.5,
-                           dtype=torch.float32, device=device)
+    spec = start_spectrogram(content)
     problem = anchored(build_problem(content, style, config), spec)
     step = timed(lambda: project_step(problem)(spec))
     fused, autograd = alternate(step, without_fused_passes(step), pairs)

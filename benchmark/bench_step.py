@@ -235,6 +235,12 @@ def synthetic_pair(bins: int, frames: int, device: torch.device, seed: int = 0) 
     return torch.as_tensor(make(), device=device), torch.as_tensor(make(), device=device)
 
 
+def start_spectrogram(content: torch.Tensor) -> torch.Tensor:
+    """The point the step tables evaluate at: the optimiser's usual start (noise around 0.5), seeded, like `content`."""
+    noise = np.random.default_rng(1).standard_normal(tuple(content.shape)) * INIT_NOISE_STD
+    return torch.as_tensor(noise + 0.5, dtype=torch.float32, device=content.device)
+
+
 def paper_pair(config: TransferConfig) -> tuple[np.ndarray, np.ndarray, str]:
     """The paper's songs' (bins, config.frames) log-magnitudes where ../shared has them, else a synthetic pair."""
     content, style = PAPER_SONGS / "imperial.mp3", PAPER_SONGS / "usa.mp3"
@@ -257,8 +263,7 @@ def bench_steps(device: torch.device, rounds: int, bf16: bool) -> tuple[list[lis
     """The step table at the base shapes (1025 bins x 430 frames, 4096 filters, width 11)."""
     config = make_config({"device": device.type})
     content, style = synthetic_pair(config.n_bins, 430, device)
-    spec = torch.as_tensor(np.random.default_rng(1).standard_normal(content.shape) * INIT_NOISE_STD + 0.5,
-                           dtype=torch.float32, device=device)
+    spec = start_spectrogram(content)
     straight = StraightStep(content, style, config)
     fp32 = build_problem(content, style, config)
     filters_mode = build_problem(content, style, config.replace(gram_mode="filters"))

@@ -32,10 +32,10 @@ sys.path.insert(0, str(REPO / "benchmark"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from bench_step import anchored, machine, synchronize, synthetic_pair, table  # noqa: E402
+from bench_step import anchored, machine, start_spectrogram, synchronize, synthetic_pair, table  # noqa: E402
 
 from musicstyle import fused  # noqa: E402
-from musicstyle.config import INIT_NOISE_STD, make_config  # noqa: E402
+from musicstyle.config import make_config  # noqa: E402
 from musicstyle.losses import anchor_operand, difference_terms, style_grad_scale, style_sum  # noqa: E402
 from musicstyle.network import bf16_supported, fold_padded, gradient_columns, product_columns, unfold_frames  # noqa: E402
 from musicstyle.optimize import Problem, build_problem, keep_freed_memory  # noqa: E402
@@ -131,9 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     keep_freed_memory()
     config = make_config({"device": args.device, "activation": args.activation, "precision": "bf16"})
     content, style = synthetic_pair(config.n_bins, args.frames, device)
-    rng = np.random.default_rng(1)
-    spec = torch.as_tensor(rng.standard_normal(content.shape) * INIT_NOISE_STD + 0.5, dtype=torch.float32,
-                           device=device)
+    spec = start_spectrogram(content)
     problem = anchored(build_problem(content, style, config), spec)
     parts = step_parts(problem, spec)
     try:
