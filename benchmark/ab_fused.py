@@ -1,7 +1,8 @@
 """The bf16 step with and without fused.py's compiled passes, alternated: what they are worth.
+Likewise the C fold (kernels.py) against torch's strided sum, both summing in float32.
 
-    python benchmark/ab_fused.py             # about 5 minutes on 2 CPU cores; writes results/fused-ab.md
-    python benchmark/ab_fused.py --runs 0    # the steps only, under a minute
+    python benchmark/ab_fused.py             # about 6 minutes on 2 CPU cores; writes results/fused-ab.md
+    python benchmark/ab_fused.py --runs 0    # the steps only, about a minute
 
 bench_step.py times the bf16 rows round-robin among themselves, with other rows in between; until it
 grouped them by precision, the few milliseconds at stake got lost there between much larger float32
@@ -39,6 +40,7 @@ from bench_step import (  # noqa: E402
     without_fused_passes,
 )
 
+from musicstyle import kernels  # noqa: E402
 from musicstyle.io import write_text  # noqa: E402
 from musicstyle.optimize import build_problem, clear_problem_cache, keep_freed_memory, optimize_spectrogram  # noqa: E402
 
@@ -84,6 +86,32 @@ def step_row(device: torch.device, frames: int, pairs: int) -> list[str]:
                f"{np.median(autograd) * 1e3 / floor_ms:.2f}x")
 
 
+def without_fold_kernel(fn: Callable[[], float]) -> Callable[[], float]:
+    """`fn` with kernels.py's C fold off: network.fold_padded's torch fallback (float32 sums too)."""
+    def run() -> float:
+        before = kernels._library[:]
+        kernels._library[:] = [None]
+        try:
+            return fn()
+        finally:
+            kernels._library[:] = before
+
+    return run
+
+
+def fold_row(device: torch.device, frames: int, pairs: int) -> list[str]:
+    """One bf16 step (compiled passes on), the C fold against torch's fold."""
+    config = make_config({"device": device.type, "precision": "bf16"})
+    content, style = synthetic_pair(config.n_bins, frames, device)
+    spec = start_spectrogram(content)
+    problem = anchored(build_problem(content, style, config), spec)
+    step = timed(lambda: project_step(problem)(spec))
+    if kernels.library() is None:
+        return [f"one step, {frames} frames x 4096 filters", "0", "-", "-", "no C compiler here", "-", "-"]
+    with_kernel, without = alternate(step, without_fold_kernel(step), pairs)
+    return row(f"one step, {frames} frames x 4096 filters", with_kernel * 1e3, without * 1e3)
+
+
 def run_row(device: torch.device, frames: int, runs: int, iterations: int) -> list[str]:
     """Whole bf16 L-BFGS runs (problem built inside, as a sweep's trial does), ms per evaluation."""
     config = make_config({"device": device.type, "precision": "bf16", "iterations": iterations, "frames": frames})
@@ -119,13 +147,22 @@ def main(argv: list[str] | None = None) -> None:
     for frames in (430, 173) if args.runs else ():
         rows.append(run_row(device, frames, args.runs, args.iterations))
         print("  ", rows[-1], flush=True)
+    fold_rows = []
+    for frames in (430, 173):
+        fold_rows.append(fold_row(device, frames, args.pairs))
+        print("  ", fold_rows[-1], flush=True)
     report = (f"# bf16 step: compiled passes (fused.py) against autograd, alternated\n\nCommand: `{command.strip()}`"
               f"\n\nMachine: {machine(device)}; date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Steps on "
               "synthetic spectrograms through an anchor near them; runs on the paper's songs where ../shared has "
               "them, the problem built inside each run as in a sweep's trial. Times in ms; difference = autograd - "
               "compiled (positive: the compiled passes are faster), median and quartiles over the pairs.\n\n"
               + table(["case", "pairs", "compiled ms", "autograd ms", "difference ms (quartiles)",
-                       "compiled faster in", "bf16 floor: compiled / autograd x floor"], rows))
+                       "compiled faster in", "bf16 floor: compiled / autograd x floor"], rows)
+              + "\n\n## The fold: kernels.py's C kernel against torch's strided sum\n\nThe same bf16 step (compiled "
+              "passes on) with the input gradient's fold in C or in torch, both summing in float32 (the same "
+              "numbers bit for bit). Difference = torch - C (positive: the kernel is faster).\n\n"
+              + table(["case", "pairs", "C fold ms", "torch fold ms", "difference ms (quartiles)", "C faster in", "-"],
+                      fold_rows))
     print(report)
     if args.out:
         write_text(Path(args.out), report)

@@ -87,7 +87,7 @@ def step_parts(problem: Problem, spec: torch.Tensor) -> list[Part]:
         ("style product 2: [F0, S, D] [dA; -dB; A]", lambda s: dict(change=(s["left"] @ s["right"])[:, :out])),
         ("gradient pass (compiled)", gradient),
         ("input-gradient product", lambda s: dict(columns=matrices.weight_t @ s["padded"])),
-        ("fold + cast", lambda s: dict(grad=fold_padded(s["columns"], width, frames).to(spec.dtype))),
+        ("fold (float32 sums)", lambda s: dict(grad=fold_padded(s["columns"], width, frames).to(spec.dtype))),
         ("value, total", rest),
     ]
 

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from . import kernels
+
 if TYPE_CHECKING:
     from .losses import StyleAnchor
 
@@ -109,16 +111,22 @@ def unfold_frames(spec: torch.Tensor, kernel_width: int, columns: int | None = N
 
 
 def fold_padded(columns: torch.Tensor, kernel_width: int, frames: int) -> torch.Tensor:
-    """Adjoint of `unfold_frames`: (bins * width, padded) -> (bins, frames), in columns' dtype (float32 sums).
+    """Adjoint of `unfold_frames`: (bins * width, padded) -> (bins, frames), summed in float32 for
+    bfloat16 columns (and returned so), in columns' dtype otherwise.
 
     `columns` holds frames - width + 1 columns of data, then zeros, frames + 1 columns at least.
-    Row k of a bin's (width, padded) block, read flat with row length padded - 1, is shifted by k:
-    the overlap-add is then one strided sum over the taps.
+    Bfloat16 on a CPU goes through a C kernel where one could be compiled (`kernels.fold_bf16`).
+    Otherwise: row k of a bin's (width, padded) block, read flat with row length padded - 1, is
+    shifted by k, so the overlap-add is one strided sum over the taps.
     """
+    folded = kernels.fold_bf16(columns, kernel_width, frames)
+    if folded is not None:
+        return folded
     rows, padded = columns.shape
     bins = rows // kernel_width
     flat = columns.reshape(bins, kernel_width * padded)[:, : kernel_width * (padded - 1)]
-    return flat.view(bins, kernel_width, padded - 1).sum(1)[:, :frames]
+    sum_dtype = torch.float32 if columns.dtype == torch.bfloat16 else columns.dtype
+    return flat.view(bins, kernel_width, padded - 1).sum(1, dtype=sum_dtype)[:, :frames]
 
 
 @dataclass
@@ -183,8 +191,8 @@ def gradient_columns(matrices: ConvMatrices, frames: int, device: torch.device |
 
 
 def input_gradient(matrices: ConvMatrices, padded: torch.Tensor, frames: int) -> torch.Tensor:
-    """d loss / d spectrogram, (bins, frames), in the products' dtype: fold(W^T @ padded), `padded`
-    being `gradient_columns` filled with d loss / d pre."""
+    """d loss / d spectrogram, (bins, frames): fold(W^T @ padded), `padded` being `gradient_columns`
+    filled with d loss / d pre; float32 for bfloat16 products (`fold_padded`), else their dtype."""
     return fold_padded(matrices.weight_t @ padded, matrices.kernel_width, frames)
 
 
