@@ -1,5 +1,5 @@
 """The bf16 step with and without fused.py's compiled passes, alternated: what they are worth.
-Likewise the C fold (kernels.py) against torch's strided sum, both summing in float32.
+Likewise kernels.py's C kernels (the fold, difference_terms) against torch's versions of the same sums.
 
     python benchmark/ab_fused.py             # about 6 minutes on 2 CPU cores; writes results/fused-ab.md
     python benchmark/ab_fused.py --runs 0    # the steps only, about a minute
@@ -86,8 +86,8 @@ def step_row(device: torch.device, frames: int, pairs: int) -> list[str]:
                f"{np.median(autograd) * 1e3 / floor_ms:.2f}x")
 
 
-def without_fold_kernel(fn: Callable[[], float]) -> Callable[[], float]:
-    """`fn` with kernels.py's C fold off: network.fold_padded's torch fallback (float32 sums too)."""
+def without_c_kernels(fn: Callable[[], float]) -> Callable[[], float]:
+    """`fn` with kernels.py's C kernels off: the torch fallbacks of the fold and difference_terms."""
     def run() -> float:
         before = kernels._library[:]
         kernels._library[:] = [None]
@@ -99,8 +99,8 @@ def without_fold_kernel(fn: Callable[[], float]) -> Callable[[], float]:
     return run
 
 
-def fold_row(device: torch.device, frames: int, pairs: int) -> list[str]:
-    """One bf16 step (compiled passes on), the C fold against torch's fold."""
+def kernels_row(device: torch.device, frames: int, pairs: int) -> list[str]:
+    """One bf16 step (compiled passes on), with kernels.py's C kernels and with torch's versions."""
     config = make_config({"device": device.type, "precision": "bf16"})
     content, style = synthetic_pair(config.n_bins, frames, device)
     spec = start_spectrogram(content)
@@ -108,7 +108,7 @@ def fold_row(device: torch.device, frames: int, pairs: int) -> list[str]:
     step = timed(lambda: project_step(problem)(spec))
     if kernels.library() is None:
         return [f"one step, {frames} frames x 4096 filters", "0", "-", "-", "no C compiler here", "-", "-"]
-    with_kernel, without = alternate(step, without_fold_kernel(step), pairs)
+    with_kernel, without = alternate(step, without_c_kernels(step), pairs)
     return row(f"one step, {frames} frames x 4096 filters", with_kernel * 1e3, without * 1e3)
 
 
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         print("  ", rows[-1], flush=True)
     fold_rows = []
     for frames in (430, 173):
-        fold_rows.append(fold_row(device, frames, args.pairs))
+        fold_rows.append(kernels_row(device, frames, args.pairs))
         print("  ", fold_rows[-1], flush=True)
     report = (f"# bf16 step: compiled passes (fused.py) against autograd, alternated\n\nCommand: `{command.strip()}`"
               f"\n\nMachine: {machine(device)}; date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Steps on "
@@ -158,11 +158,11 @@ def main(argv: list[str] | None = None) -> None:
               "compiled (positive: the compiled passes are faster), median and quartiles over the pairs.\n\n"
               + table(["case", "pairs", "compiled ms", "autograd ms", "difference ms (quartiles)",
                        "compiled faster in", "bf16 floor: compiled / autograd x floor"], rows)
-              + "\n\n## The fold: kernels.py's C kernel against torch's strided sum\n\nThe same bf16 step (compiled "
-              "passes on) with the input gradient's fold in C or in torch, both summing in float32 (the same "
-              "numbers bit for bit). Difference = torch - C (positive: the kernel is faster).\n\n"
-              + table(["case", "pairs", "C fold ms", "torch fold ms", "difference ms (quartiles)", "C faster in", "-"],
-                      fold_rows))
+              + "\n\n## kernels.py's C kernels against torch's versions\n\nThe same bf16 step (compiled passes on) "
+              "with the input gradient's fold and `difference_terms` in C or in torch (the fold in float32 both "
+              "ways, the same numbers bit for bit). Difference = torch - C (positive: the kernels are faster).\n\n"
+              + table(["case", "pairs", "C ms", "torch ms", "difference ms (quartiles)", "C faster in"],
+                      [r[:6] for r in fold_rows]))
     print(report)
     if args.out:
         write_text(Path(args.out), report)
