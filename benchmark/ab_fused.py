@@ -42,7 +42,13 @@ from bench_step import (  # noqa: E402
 
 from musicstyle import kernels  # noqa: E402
 from musicstyle.io import write_text  # noqa: E402
-from musicstyle.optimize import build_problem, clear_problem_cache, keep_freed_memory, optimize_spectrogram  # noqa: E402
+from musicstyle.optimize import (  # noqa: E402
+    Problem,
+    build_problem,
+    clear_problem_cache,
+    keep_freed_memory,
+    optimize_spectrogram,
+)
 
 
 def alternate(fused: Callable[[], float], autograd: Callable[[], float], pairs: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,13 +77,18 @@ def row(name: str, fused_ms: np.ndarray, autograd_ms: np.ndarray, extra: str = "
             f"{np.mean(diff > 0) * 100:.0f} %", extra]
 
 
-def step_row(device: torch.device, frames: int, pairs: int) -> list[str]:
-    """One step at (1025 bins x frames, 4096 filters), compiled passes against autograd, and the floor."""
+def bf16_step(device: torch.device, frames: int) -> tuple[Problem, torch.Tensor, Callable[[], float]]:
+    """(problem, spectrogram, timed step): a bf16 step at (1025 bins x frames, 4096 filters) through an anchor."""
     config = make_config({"device": device.type, "precision": "bf16"})
     content, style = synthetic_pair(config.n_bins, frames, device)
     spec = start_spectrogram(content)
     problem = anchored(build_problem(content, style, config), spec)
-    step = timed(lambda: project_step(problem)(spec))
+    return problem, spec, timed(lambda: project_step(problem)(spec))
+
+
+def step_row(device: torch.device, frames: int, pairs: int) -> list[str]:
+    """One step at (1025 bins x frames, 4096 filters), compiled passes against autograd, and the floor."""
+    problem, spec, step = bf16_step(device, frames)
     fused, autograd = alternate(step, without_fused_passes(step), pairs)
     floor = timed(floor_products(problem.filters, spec, torch.bfloat16, matrices=problem.matrices))
     floor_ms = np.median([floor() for _ in range(max(pairs // 4, 5))]) * 1e3
@@ -101,11 +112,7 @@ def without_c_kernels(fn: Callable[[], float]) -> Callable[[], float]:
 
 def kernels_row(device: torch.device, frames: int, pairs: int) -> list[str]:
     """One bf16 step (compiled passes on), with kernels.py's C kernels and with torch's versions."""
-    config = make_config({"device": device.type, "precision": "bf16"})
-    content, style = synthetic_pair(config.n_bins, frames, device)
-    spec = start_spectrogram(content)
-    problem = anchored(build_problem(content, style, config), spec)
-    step = timed(lambda: project_step(problem)(spec))
+    _, _, step = bf16_step(device, frames)
     if kernels.library() is None:
         return [f"one step, {frames} frames x 4096 filters", "0", "-", "-", "no C compiler here", "-", "-"]
     with_kernel, without = alternate(step, without_c_kernels(step), pairs)
