@@ -11,13 +11,16 @@ autograd graph), and those passes are two functions of plain torch ops,
     `gradient_pass`  G = G0 + dG;  d total / d pre = act'(pre) (2 alpha (F - C) + beta s G),
                      into the bfloat16 operand of the input-gradient product
 
-that torch.compile turns into one loop each (inductor: C++ with OpenMP on a CPU, Triton on CUDA).
-Alternated with the autograd step on the same inputs (benchmark/ab_fused.py), that takes 2.5-3.4 ms
-off a 62-68 ms step at the base shapes, and 1-2 ms off 32 ms at the sweep's 173-frame clips. Op by op, this
+that torch.compile turns into one loop each (inductor: C++ with OpenMP on a CPU). Alternated with
+the autograd step on the same inputs (benchmark/ab_fused.py), that takes 2.5-3.4 ms off a 51-68 ms
+step at the base shapes, and 1-2 ms off 27-32 ms at the sweep's 173-frame clips. Op by op, this
 written-out step would be slower than autograd's, so where compiling is off (MUSICSTYLE_COMPILE=0)
-or fails (no C++ compiler, no Triton; warned once) runs keep the autograd path (`Problem.loss_parts`),
-which gives the same numbers to float32 round-off. The first step of a process compiles (about 4 s;
-inductor keeps the code on disk for later processes), each further activation about 0.5 s.
+or fails (no C++ compiler; warned once) runs keep the autograd path (`Problem.loss_parts`), which
+gives the same numbers to float32 round-off. So do runs on a GPU: there the passes compile to Triton
+and give the same numbers, but on an H100 the step was 0.36-0.54 ms slower than autograd's (2.5-3.8
+ms steps, 200 alternated pairs), the GPU waiting on launches rather than on memory. The first step
+of a process compiles (about 4 s; inductor keeps the code on disk for later processes), each further
+activation about 0.5 s.
 """
 
 from __future__ import annotations
@@ -78,11 +81,13 @@ _compiles: list[bool] = []  # [whether compiling worked here], once tried
 
 
 def applies(problem: Problem, spec: torch.Tensor) -> bool:
-    """Whether `anchored_step` can evaluate `problem` at `spec`: a gradient is wanted, the run goes
-    through anchors that carry the style term ('frames' mode), there is no pooling, and compiling
-    is on and has not failed here (op by op, the written-out step is slower than autograd's)."""
+    """Whether `anchored_step` evaluates `problem` at `spec`: on a CPU (on an H100 the autograd step was
+    0.36-0.54 ms faster than this one, launches being what a GPU step waits on), a gradient is wanted,
+    the run goes through anchors that carry the style term ('frames' mode), there is no pooling, and
+    compiling is on and has not failed here (op by op, the written-out step is slower than autograd's)."""
     anchor = problem.anchor
-    wanted = COMPILE and _compiles != [False] and torch.is_grad_enabled() and spec.requires_grad
+    wanted = (COMPILE and _compiles != [False] and torch.is_grad_enabled() and spec.requires_grad
+              and spec.device.type == "cpu")
     return (wanted and anchor is not None and anchor.style is not None and problem.config.pooling == 1
             and problem.matrices is not None)
 

@@ -163,7 +163,10 @@ def exact_anchor(problem: Problem, spec: torch.Tensor) -> Anchor:
     filters are already rounded to bfloat16): no rounding of spec or of the result."""
     c = problem.config
     with torch.no_grad():
-        anchor = Anchor(spec, convolve(spec, conv_matrices(problem.filters, problem.filters.dtype)))
+        # contiguous, like the pre a step leaves: a strided view here made torch.compile compile
+        # fused.py's features pass a second time at a run's first new anchor (its guards check views)
+        pre = convolve(spec, conv_matrices(problem.filters, problem.filters.dtype)).contiguous()
+        anchor = Anchor(spec, pre)
         if problem.style is not None and problem.style.mode == "frames":
             anchor.style = style_anchor(pool_activations(anchor.pre, c.activation, c.leaky_slope, c.pooling),
                                         problem.style)

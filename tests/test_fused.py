@@ -65,6 +65,28 @@ def test_fused_step_scales_its_gradient_by_what_comes_back():
     torch.testing.assert_close(x.grad, 3.0 * grad)
 
 
+def test_written_out_step_only_on_a_cpu():
+    problem, spec = anchored_problem("relu")
+    assert fused.applies(problem, spec.clone().requires_grad_(True))
+    # on a GPU autograd's step measured faster (fused.applies); a device other than the CPU, without one here
+    assert not fused.applies(problem, spec.to("meta").requires_grad_(True))
+
+
+def test_a_runs_anchors_do_not_make_the_passes_compile_again():
+    """An exact anchor's pre is contiguous, like the pre a step leaves: a strided view there made
+    torch.compile compile the features pass again at a run's first new anchor (about 1 s on a GPU)."""
+    from torch._dynamo.utils import counters
+
+    problem, spec = anchored_problem("relu")
+    assert problem.anchor.pre.is_contiguous() and problem.anchor.pre._base is None
+    project_step(problem, spec)
+    graphs = counters["stats"]["unique_graphs"]
+    for scale in (1.01, 1.02):  # each evaluation from the anchor the one before left, as a run goes
+        problem.anchor = problem.last_convolved
+        project_step(problem, spec * scale)
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
 def test_compiled_passes_equal_the_same_ops_one_by_one():
     gen = torch.Generator().manual_seed(3)
     filters, frames = 64, 37
