@@ -100,12 +100,8 @@ def step_row(device: torch.device, frames: int, pairs: int) -> list[str]:
 def without_c_kernels(fn: Callable[[], float]) -> Callable[[], float]:
     """`fn` with kernels.py's C kernels off: the torch fallbacks of the fold and difference_terms."""
     def run() -> float:
-        before = kernels._library[:]
-        kernels._library[:] = [None]
-        try:
+        with kernels.turned_off():
             return fn()
-        finally:
-            kernels._library[:] = before
 
     return run
 

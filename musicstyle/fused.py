@@ -26,12 +26,12 @@ activation about 0.5 s.
 from __future__ import annotations
 
 import functools
-import os
 import warnings
 from typing import TYPE_CHECKING
 
 import torch
 
+from . import kernels
 from .losses import (
     StyleAnchor,
     anchor_operand,
@@ -44,7 +44,7 @@ from .network import Anchor, activate, conv_product, gradient_columns, input_gra
 if TYPE_CHECKING:
     from .optimize import Problem
 
-COMPILE = os.environ.get("MUSICSTYLE_COMPILE", "1") != "0"
+COMPILE = kernels.COMPILE  # MUSICSTYLE_COMPILE=0 turns off both; benchmarks flip this one alone
 
 
 def features_pass(product: torch.Tensor, anchor_pre: torch.Tensor, anchor_features: torch.Tensor,

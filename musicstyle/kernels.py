@@ -22,6 +22,7 @@ fails (warned once), and on a GPU, torch's versions run.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -30,6 +31,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -192,6 +194,17 @@ def library() -> ctypes.CDLL | None:
                 lib = None
         _library.append(lib)
     return _library[0]
+
+
+@contextlib.contextmanager
+def turned_off() -> Iterator[None]:
+    """Inside: torch's versions, as where nothing could be compiled (for comparisons: tests, ab_fused.py)."""
+    before = _library[:]
+    _library[:] = [None]
+    try:
+        yield
+    finally:
+        _library[:] = before
 
 
 def fold_bf16(columns: torch.Tensor, kernel_width: int, frames: int) -> torch.Tensor | None:

@@ -27,12 +27,8 @@ def bf16_columns(bins: int, width: int, frames: int, padded: int, seed: int = 0)
 
 def torch_fold(columns: torch.Tensor, width: int, frames: int) -> torch.Tensor:
     """fold_padded with the kernel turned off: torch's strided sum."""
-    before = kernels._library[:]
-    kernels._library[:] = [None]
-    try:
+    with kernels.turned_off():
         return fold_padded(columns, width, frames)
-    finally:
-        kernels._library[:] = before
 
 
 @pytest.mark.parametrize(("bins", "width", "frames", "padded"),
@@ -122,8 +118,9 @@ def test_c_difference_terms_give_torchs(fresh_kernels):
         pytest.skip("no C compiler here: difference_terms runs in torch")
     products, anchor_ftf = style_products()
     ftf, second, right = difference_terms(products, anchor_ftf)
-    kernels._library[:] = [None]
-    torch_ftf, torch_second, torch_right = difference_terms(products, anchor_ftf)
+    with kernels.turned_off():
+        torch_ftf, torch_second, torch_right = difference_terms(products, anchor_ftf)
+    assert kernels.library() is not None  # back on afterwards
     assert torch.equal(ftf, torch_ftf)
     assert torch.equal(right.view(torch.int16), torch_right.view(torch.int16))  # the zeros' signs too
     assert second.dtype == torch.float64 and second.shape == ()
