@@ -1,0 +1,65 @@
+"""The machine a run is on: one line describing it (for every results file), and thread limits.
+
+Every figure the project writes names the CPU model, the instruction-set flags that decide which
+kernels torch runs (avx2, avx512f, avx512_bf16, amx_bf16), torch's thread count and the versions.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+@functools.cache
+def cpu_info() -> tuple[str, frozenset[str]]:
+    """(model name, feature flags) from `lscpu` (else /proc/cpuinfo, else what platform knows)."""
+    model, flags = "", ""
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        try:
+            text = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("Model name", "model name") and not model:
+            model = value.strip()
+        elif key.strip() in ("Flags", "flags") and not flags:
+            flags = value
+    return model or platform.processor() or platform.machine(), frozenset(flags.split())
+
+
+def cpu_model() -> str:
+    return cpu_info()[0]
+
+
+def describe(device: str = "cpu") -> str:
+    """'Intel Xeon ..., 2 cores (avx2, avx512f, amx_bf16), torch 2.x, 2 torch threads, Python 3.11'."""
+    import torch
+
+    model, flags = cpu_info()
+    isa = ", ".join(f for f in ISA_FLAGS if f in flags) or "none of " + "/".join(ISA_FLAGS)
+    text = (f"{model}, {os.cpu_count()} cores ({isa}), torch {torch.__version__}, "
+            f"{torch.get_num_threads()} torch threads, Python {platform.python_version()}")
+    forced = os.environ.get("ATEN_CPU_CAPABILITY")
+    if forced:
+        text += f", ATEN_CPU_CAPABILITY={forced}"
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        text += f", GPU {torch.cuda.get_device_name(0)}"
+    return text
+
+
+def limit_threads(torch_threads: int) -> None:
+    """Torch threads for this process, and one BLAS thread: scipy's L-BFGS-B works on long vectors
+    with small BLAS calls that are many times slower with BLAS threads spinning beside torch's."""
+    import threadpoolctl
+    import torch
+
+    torch.set_num_threads(max(1, torch_threads))
+    threadpoolctl.threadpool_limits(1, user_api="blas")
