@@ -1,8 +1,8 @@
-"""`python sweep.py --trials 200`: the Optuna sweep over a corpus of song pairs (see musicstyle.study)."""
+"""`python sweep.py --trials 200`: the Optuna sweep over a corpus of song pairs (see musicstyle/sweep/)."""
 
 import sys
 
-from musicstyle.study import main
+from musicstyle.sweep.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -28,7 +28,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -42,19 +41,18 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import scipy.optimize  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from musicstyle import fused, optimize  # noqa: E402
 from musicstyle.config import INIT_NOISE_STD, TransferConfig, make_config  # noqa: E402
-from musicstyle.io import cpu_model, write_text  # noqa: E402
+from musicstyle.io import write_text  # noqa: E402
 from musicstyle.losses import StyleTarget, style_distance_sq, style_target  # noqa: E402
+from musicstyle.machine import describe  # noqa: E402
 from musicstyle.network import (  # noqa: E402
     ConvMatrices,
     bf16_supported,
     conv_matrices,
     output_frames,
     product_columns,
-    random_filters,
     unfold_frames,
 )
 from musicstyle.optimize import (  # noqa: E402
@@ -70,44 +68,13 @@ from musicstyle.optimize import (  # noqa: E402
 )
 from musicstyle.paper import PAPER_ROWS  # noqa: E402
 from musicstyle.reconstruct import griffin_lim, griffin_lim_librosa  # noqa: E402
+from musicstyle.reference import StraightStep  # noqa: E402
 
-PAPER_SONGS = REPO.parent / "shared" / "paper-songs"
+PAPER_SONGS = Path(os.environ.get("MUSICSTYLE_PAPER_SONGS", "/nonexistent"))  # the folder with the paper's songs
 HAVE_LIBROSA = importlib.util.find_spec("librosa") is not None  # audio sections need it (GPU boxes may lack it)
 Step = Callable[[torch.Tensor], tuple[float, torch.Tensor]]  # (bins, frames) -> (loss, gradient)
 BF16_ROUNDS_FACTOR = 3  # the bf16 step table's rows are interleaved among themselves, this many times the rounds
 SYSTEM_MALLOC = False  # --system-malloc: glibc's malloc settings left alone, scaling subprocesses too
-
-
-# --- the straightforward reference ----------------------------------------------------------------
-
-class StraightStep:
-    """The straightforward float32 port: F.conv1d, ReLU, G = F F^T / n over the filters, autograd."""
-
-    def __init__(self, content: torch.Tensor, style: torch.Tensor, config: TransferConfig) -> None:
-        self.config = config
-        self.filters = random_filters(content.shape[0], config.filters, config.kernel_width, config.init_gain,
-                                      config.seed, device=content.device)
-        self.n = content.shape[1]
-        with torch.no_grad():
-            self.content_features = self.features(content)
-            style_features = self.features(style)
-            self.style_gram = style_features @ style_features.T / self.n
-
-    def features(self, spec: torch.Tensor) -> torch.Tensor:
-        """(bins, frames) -> (filters, frames - width + 1)."""
-        return F.relu(F.conv1d(spec.unsqueeze(0), self.filters)[0])
-
-    def loss(self, spec: torch.Tensor) -> torch.Tensor:
-        features = self.features(spec)
-        content = (features - self.content_features).square().sum()
-        style = (features @ features.T / self.n - self.style_gram).square().sum()
-        return self.config.alpha * content + self.config.beta * style
-
-    def __call__(self, spec: torch.Tensor) -> tuple[float, torch.Tensor]:
-        x = spec.detach().clone().requires_grad_(True)
-        total = self.loss(x)
-        total.backward()
-        return float(total.detach()), x.grad
 
 
 def project_step(problem: Problem) -> Step:
@@ -242,7 +209,7 @@ def start_spectrogram(content: torch.Tensor) -> torch.Tensor:
 
 
 def paper_pair(config: TransferConfig) -> tuple[np.ndarray, np.ndarray, str]:
-    """The paper's songs' (bins, config.frames) log-magnitudes where ../shared has them, else a synthetic pair."""
+    """The paper's songs' (bins, config.frames) log-magnitudes where MUSICSTYLE_PAPER_SONGS has them, else a synthetic pair."""
     content, style = PAPER_SONGS / "imperial.mp3", PAPER_SONGS / "usa.mp3"
     if content.exists() and style.exists():
         from musicstyle.transfer import load_pair
@@ -516,15 +483,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def machine(device: torch.device) -> str:
-    cpu = cpu_model()
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    isa = ", ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags) or "none listed"
-    text = (f"{cpu}, {os.cpu_count()} cores ({isa}), torch {torch.__version__}, "
-            f"{torch.get_num_threads()} torch threads, Python {platform.python_version()}, "
-            f"load average at start {os.getloadavg()[0]:.1f}")
-    if device.type == "cuda":
-        text += f"; GPU {torch.cuda.get_device_name(device)}"
-    return text
+    return f"{describe(str(device))}, load average at start {os.getloadavg()[0]:.1f}"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .config import FIELDS, TransferConfig, make_config
 from .errors import MusicStyleError
 from .io import ensure_writable_folder
+from .progress import iteration_printer
 
 
 def flag(name: str) -> str:
@@ -45,23 +45,6 @@ def check_writable(path: Path) -> None:
     ensure_writable_folder(path.parent if str(path.parent) else Path("."))
 
 
-def progress_printer(label: str = "") -> Callable[[int, int, float], None]:
-    """A progress callback printing iteration, loss and ETA to stderr about every 2 seconds."""
-    start = time.perf_counter()
-    last = [0.0]
-
-    def show(iteration: int, total: int, loss: float) -> None:
-        now = time.perf_counter() - start
-        if now - last[0] < 2.0 and iteration < total:
-            return
-        last[0] = now
-        eta = now / iteration * (total - iteration)
-        print(f"{label}iteration {iteration}/{total}  loss {loss:.6g}  {now:.0f} s  ETA {eta:.0f} s",
-              file=sys.stderr, flush=True)
-
-    return show
-
-
 def cmd_transfer(args: argparse.Namespace) -> int:
     from .audio import write_wav
     from .io import write_json
@@ -77,7 +60,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     pair = load_pair(args.content, args.style, config)
     print(f"content {args.content}, style {args.style}: {pair.content.shape[0]} bins x {pair.content.shape[1]} frames",
           file=sys.stderr)
-    result = run_transfer(pair, config, progress=progress_printer())
+    result = run_transfer(pair, config, progress=iteration_printer())
     summary = result.summary() | {"content": str(args.content), "style": str(args.style), "out": str(out)}
     write_wav(out, result.audio, config.sample_rate_hz)
     plot_spectrograms({"content": pair.content, "style": pair.style, "result": result.optimization.spectrogram},

@@ -1,7 +1,7 @@
 """Every setting of one style-transfer run, with its single default.
 
-The defaults are the base paper's (Ulyanov & Lebedev 2016, TensorFlow notebook; see
-`../shared/REFERENCE.md`), so a run with no options reproduces its result. The command line,
+The defaults are the base paper's (Ulyanov & Lebedev 2016, its TensorFlow notebook), so a run
+with no options reproduces its result. The command line,
 the YAML sweep configs and the tests all read their defaults from `TransferConfig`.
 """
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
+from .values import number
 
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "softplus", "linear")
 OPTIMIZERS = ("lbfgs", "adam")
@@ -91,22 +92,12 @@ def _coerce(name: str, value: Any) -> Any:
             return None
         raise ConfigError(f"setting '{name}' needs a value")
     kind = type(default) if default is not None else (float if name == "clip_seconds" else int)
-    try:
-        if kind is bool:
-            raise TypeError
-        if kind is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            if isinstance(value, bool):
-                raise ValueError
-            return int(float(value)) if isinstance(value, str) else int(value)
-        if kind is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"setting '{name}' must be {kind.__name__}, got {value!r}") from None
+    where = f"setting '{name}'"
+    if kind in (int, float):  # range checks (finite, positive, ...) are `validate`'s
+        return number(value, where, integer=kind is int, finite=False)
+    if kind is bool:
+        raise ConfigError(f"{where} must be bool, got {value!r}")
+    return str(value)
 
 
 def make_config(values: dict[str, Any] | None = None) -> TransferConfig:

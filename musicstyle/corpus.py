@@ -17,7 +17,8 @@ import yaml
 from .audio import duration_seconds
 from .errors import AudioError, ConfigError
 from .paper import paper_song_paths
-from .sweepconfig import reject_unknown
+from .sweepconfig import SweepSettings
+from .values import number, reject_unknown
 
 PACKAGE_ROOT = "immich-memories-music"  # `root:` value naming the built-in package's tracks folder
 MOODS = ("calm", "energetic", "happy", "nostalgic", "tender")
@@ -83,15 +84,13 @@ def paper_pairs(paper_dir: str | Path | None) -> list[SongPair]:
 
 
 def _seconds(value: Any, where: str) -> float | None:
+    """Seconds from the corpus file: None (the sweep's setting) or a finite number >= 0."""
     if value is None:
         return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where} must be a number of seconds, got {value!r}") from None
-    if not number >= 0 or number == float("inf"):
-        raise ConfigError(f"{where} must be a finite number >= 0, got {value!r}")
-    return number
+    seconds = number(value, where)
+    if seconds < 0:
+        raise ConfigError(f"{where} must be >= 0, got {value!r}")
+    return seconds
 
 
 def _root(value: Any, base: Path) -> Path:
@@ -124,9 +123,7 @@ def pairs_from_mapping(data: Any, source: str, base: Path) -> list[SongPair]:
         where = f"{source}: pairs[{index}]"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where} must be a mapping with 'content' and 'style'")
-        unknown = sorted(set(entry) - set(PAIR_KEYS))
-        if unknown:
-            raise ConfigError(f"{where}: unknown key '{unknown[0]}' (known: {', '.join(PAIR_KEYS)})")
+        reject_unknown(entry, PAIR_KEYS, "key '{}'", where)
         for key in ("content", "style"):
             if not entry.get(key):
                 raise ConfigError(f"{where}: missing '{key}'")
@@ -197,6 +194,19 @@ def resolve_corpus(
     if isinstance(corpus, (dict, list)):
         return pairs_from_mapping(corpus, f"{source}: corpus", Path(source).parent)
     return pairs_from_yaml(corpus)
+
+
+def resolve_pairs(settings: SweepSettings, corpus: str | None = None, content_dir: str | None = None,
+                  style_dir: str | None = None, paper_dir: str | None = None) -> list[SongPair]:
+    """The sweep's corpus from the command line or the config (a path there is relative to the config
+    file), checked before any trial (`preflight`)."""
+    spec = corpus if corpus is not None else settings.corpus
+    if isinstance(spec, str) and spec not in ("builtin", "builtin-reverse", "paper") and not Path(spec).exists():
+        beside = settings.base_dir / spec
+        spec = str(beside) if beside.exists() else spec
+    pairs = resolve_corpus(spec, content_dir, style_dir, paper_dir, source=str(settings.base_dir / "config"))
+    preflight(pairs, settings.base_config().offset_seconds)
+    return pairs
 
 
 def preflight(pairs: list[SongPair], default_offset: float) -> list[float]:

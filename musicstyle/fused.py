@@ -11,40 +11,50 @@ autograd graph), and those passes are two functions of plain torch ops,
     `gradient_pass`  G = G0 + dG;  d total / d pre = act'(pre) (2 alpha (F - C) + beta s G),
                      into the bfloat16 operand of the input-gradient product
 
-that torch.compile turns into one loop each (inductor: C++ with OpenMP on a CPU). Alternated with
-the autograd step on the same inputs (benchmark/ab_fused.py), that takes 2.5-3.4 ms off a 51-68 ms
-step at the base shapes, and 1-2 ms off 27-32 ms at the sweep's 173-frame clips. Op by op, this
+that torch.compile turns into one loop each (inductor: C++ with OpenMP on a CPU), which
+benchmark/ab_fused.py alternates with the autograd step on the same inputs (results/fused-ab.md). Op by op, this
 written-out step would be slower than autograd's, so where compiling is off (MUSICSTYLE_COMPILE=0)
 or fails (no C++ compiler; warned once) runs keep the autograd path (`Problem.loss_parts`), which
 gives the same numbers to float32 round-off. So do runs on a GPU: there the passes compile to Triton
-and give the same numbers, but on an H100 the step was 0.36-0.54 ms slower than autograd's (2.5-3.8
-ms steps, 200 alternated pairs), the GPU waiting on launches rather than on memory. The first step
-of a process compiles (about 4 s; inductor keeps the code on disk for later processes), each further
-activation about 0.5 s.
+and give the same numbers, but the step was slower than autograd's (results/benchmarks-cuda.md),
+the GPU waiting on launches rather than on memory. The first step of a process compiles (inductor
+keeps the code on disk for later processes), and so does each further activation.
 """
 
 from __future__ import annotations
 
 import functools
 import warnings
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
 from . import kernels
+from .config import TransferConfig
 from .losses import (
+    Anchor,
     StyleAnchor,
+    StyleTarget,
     anchor_operand,
     style_grad_scale,
     style_sum,
     style_through_difference,
 )
-from .network import Anchor, activate, conv_product, gradient_columns, input_gradient
-
-if TYPE_CHECKING:
-    from .optimize import Problem
+from .network import ConvMatrices, activate, conv_product, gradient_columns, input_gradient
 
 COMPILE = kernels.COMPILE  # MUSICSTYLE_COMPILE=0 turns off both; benchmarks flip this one alone
+
+
+class Problem(Protocol):
+    """What the written-out step reads of `optimize.Problem` (and `last_convolved`, which it writes);
+    a protocol here so that this module does not import optimize, which imports it."""
+
+    config: TransferConfig
+    content_features: torch.Tensor  # (filters, output frames)
+    style: StyleTarget
+    matrices: ConvMatrices | None
+    anchor: Anchor | None
+    last_convolved: Anchor | None
 
 
 def features_pass(product: torch.Tensor, anchor_pre: torch.Tensor, anchor_features: torch.Tensor,
@@ -81,8 +91,8 @@ _compiles: list[bool] = []  # [whether compiling worked here], once tried
 
 
 def applies(problem: Problem, spec: torch.Tensor) -> bool:
-    """Whether `anchored_step` evaluates `problem` at `spec`: on a CPU (on an H100 the autograd step was
-    0.36-0.54 ms faster than this one, launches being what a GPU step waits on), a gradient is wanted,
+    """Whether `anchored_step` evaluates `problem` at `spec`: on a CPU (on a GPU the autograd step was
+    faster, launches being what a GPU step waits on: results/benchmarks-cuda.md), a gradient is wanted,
     the run goes through anchors that carry the style term ('frames' mode), there is no pooling, and
     compiling is on and has not failed here (op by op, the written-out step is slower than autograd's)."""
     anchor = problem.anchor

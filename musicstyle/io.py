@@ -65,16 +65,3 @@ def ensure_writable_folder(folder: str | os.PathLike, what: str = "output") -> N
         raise MusicStyleError(f"cannot create {what} folder {folder}: {err.strerror}") from None
     if not os.access(folder, os.W_OK):
         raise MusicStyleError(f"{what} folder is not writable: {folder}")
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows."""
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

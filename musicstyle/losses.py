@@ -14,11 +14,11 @@ wanted, the gradient too (two products in 'filters' mode, four thin ones in 'fra
 backward is one weighted sum. Autograd would spend one product and several passes more.
 
 Near the optimum F (F^T F) - S (S^T F) is a difference of nearly equal matrices: in bfloat16 its
-round-off stalls L-BFGS (final loss on the paper's songs 7 % above float32; in float32, 0.05 %).
+round-off stalls L-BFGS well above float32's final loss (results/ files of benchmark/bench_step.py).
 So bf16 runs evaluate the style term through a `StyleAnchor`: its value, F^T F and gradient at
 features F0, kept in float32, and bfloat16 products of the difference D = F - F0 only, whose
-round-off is relative to D (`anchored_style`): at the base shapes the style term then takes
-about 12 ms instead of 20 (2 threads), and optimize.py refreshes the anchor exactly every few iterations.
+round-off is relative to D (`anchored_style`): fewer and thinner products, and optimize.py
+refreshes the anchor exactly every few iterations so rounding cannot pile up.
 """
 
 from __future__ import annotations
@@ -86,6 +86,14 @@ def _sq_norm64(matrix: torch.Tensor) -> torch.Tensor:
     return torch.dot(flat, flat)
 
 
+def gram_difference_sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """||a a^T - b b^T||^2 (unnormalised Grams) through the frames x frames identity, a 0-d float64.
+
+    a: (filters, frames_a), b: (filters, frames_b); cheaper than the Grams while frames < filters.
+    """
+    return _sq_norm64(a.T @ a) - 2.0 * _sq_norm64(a.T @ b) + _sq_norm64(b.T @ b)
+
+
 @dataclass
 class StyleAnchor:
     """The style term at features F0, unscaled, for evaluating it at F = F0 + D through D (bf16 runs).
@@ -98,6 +106,22 @@ class StyleAnchor:
     ftf: torch.Tensor
     grad: torch.Tensor
     value: torch.Tensor
+
+
+@dataclass
+class Anchor:
+    """A spectrogram and its convolution, for convolving others through their difference to it.
+
+    The convolution is linear: pre(x) = pre(anchor) + W (x - anchor). With bfloat16 products the
+    input and the result are rounded to 8 bits relative to their size; through the difference only
+    the (small) difference is, so the loss stops being a staircase in x at 2^-9 of |x| (see optimize.py).
+    spec: (bins, frames); pre: (filters, frames - width + 1), in spec's dtype. style: the style
+    term at this point's features (`losses.StyleAnchor`), where the run anchors that too.
+    """
+
+    spec: torch.Tensor
+    pre: torch.Tensor
+    style: StyleAnchor | None = None
 
 
 def _frames_terms(f: torch.Tensor, target: StyleTarget, want_grad: bool

@@ -12,6 +12,8 @@ import platform
 import subprocess
 from pathlib import Path
 
+import threadpoolctl
+
 ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
 
@@ -55,11 +57,15 @@ def describe(device: str = "cpu") -> str:
     return text
 
 
+def one_blas_thread() -> threadpoolctl.threadpool_limits:
+    """One BLAS thread (inside a `with`, or from now on): scipy's L-BFGS-B works on long vectors with
+    small BLAS calls that are slower with BLAS threads starting and spinning beside torch's."""
+    return threadpoolctl.threadpool_limits(limits=1, user_api="blas")
+
+
 def limit_threads(torch_threads: int) -> None:
-    """Torch threads for this process, and one BLAS thread: scipy's L-BFGS-B works on long vectors
-    with small BLAS calls that are many times slower with BLAS threads spinning beside torch's."""
-    import threadpoolctl
+    """Torch threads for this process (at least one), and one BLAS thread for good."""
     import torch
 
     torch.set_num_threads(max(1, torch_threads))
-    threadpoolctl.threadpool_limits(1, user_api="blas")
+    one_blas_thread()

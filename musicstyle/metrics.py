@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .losses import gram
+from .losses import gram, gram_difference_sq
 from .network import feature_maps, random_filters
 from .spectrogram import log_magnitude
 
@@ -59,8 +59,7 @@ class EvaluationSpace:
 def _gram_distance(a: torch.Tensor, b: torch.Tensor, norm_frames: int) -> float:
     """||G(a) - G(b)||_F in float64, through frames x frames products when cheaper."""
     if a.shape[1] < a.shape[0]:
-        sq = (a.T @ a).square().sum() - 2 * (a.T @ b).square().sum() + (b.T @ b).square().sum()
-        return float(sq.clamp_min(0).sqrt()) / norm_frames
+        return float(gram_difference_sq(a, b).clamp_min(0).sqrt()) / norm_frames
     return float((gram(a, norm_frames) - gram(b, norm_frames)).norm())
 
 

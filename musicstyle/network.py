@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 
 from . import kernels
-
-if TYPE_CHECKING:
-    from .losses import StyleAnchor
 
 
 def glorot_std(n_bins: int, filters: int, kernel_width: int, gain: float) -> float:
@@ -233,23 +230,14 @@ def feature_maps(
     return pool_activations(convolve(spec, filters, bf16=bf16), activation, leaky_slope, pooling)
 
 
-@dataclass
-class Anchor:
-    """A spectrogram and its convolution, for convolving others through their difference to it.
-
-    The convolution is linear: pre(x) = pre(anchor) + W (x - anchor). With bfloat16 products the
-    input and the result are rounded to 8 bits relative to their size; through the difference only
-    the (small) difference is, so the loss stops being a staircase in x at 2^-9 of |x| (see optimize.py).
-    spec: (bins, frames); pre: (filters, frames - width + 1), in spec's dtype. style: the style
-    term at this point's features (`losses.StyleAnchor`), where the run anchors that too.
-    """
+class Convolved(Protocol):
+    """A spectrogram and its convolution (`losses.Anchor`): spec (bins, frames), pre (filters, frames - width + 1)."""
 
     spec: torch.Tensor
     pre: torch.Tensor
-    style: StyleAnchor | None = None
 
 
-def convolve_from(spec: torch.Tensor, matrices: ConvMatrices, anchor: Anchor | None) -> torch.Tensor:
+def convolve_from(spec: torch.Tensor, matrices: ConvMatrices, anchor: Convolved | None) -> torch.Tensor:
     """`convolve(spec, matrices)`, through the difference to `anchor` where one is given."""
     if anchor is None:
         return convolve(spec, matrices)

@@ -24,15 +24,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.optimize
-import threadpoolctl
 import torch
 
 from . import fused
 from .config import INIT_NOISE_STD, TransferConfig
 from .errors import DivergenceError
-from .losses import StyleTarget, loss_terms, style_anchor, style_target
+from .losses import Anchor, StyleTarget, loss_terms, style_anchor, style_target
+from .machine import one_blas_thread
 from .network import (
-    Anchor,
     ConvMatrices,
     bf16_supported,
     conv_matrices,
@@ -48,7 +47,7 @@ LBFGS_MEMORY = 10  # scipy's default, the base paper's
 ANCHOR_REFRESH_ITERATIONS = 50  # bf16: recompute the anchor with float32 products this often (uses_anchor)
 STYLE_REFRESH_ITERATIONS = 10  # bf16: and its style term (losses.StyleAnchor) this often
 EARLY_STALL_ITERATIONS = 10  # an L-BFGS line-search failure before this many iterations is retried in float64
-PROBLEM_CACHE_SIZE = 2  # (pair, network) problems kept; a 4096-filter one holds ~0.2 GB (fp32) to ~0.4 GB (bf16)
+PROBLEM_CACHE_SIZE = 2  # (pair, network) problems kept; each holds the filters and their product matrices
 # config fields that change the filters, the features or the style target (the rest only weigh or drive them)
 NETWORK_FIELDS = ("filters", "kernel_width", "init_gain", "seed", "activation", "leaky_slope", "pooling",
                   "gram_mode", "precision")
@@ -64,10 +63,9 @@ MALLOC_TRIM_THRESHOLD_BYTES = 256 * 2**20
 def keep_freed_memory() -> bool:
     """Have glibc's malloc keep a step's freed temporaries for the next step; True where applied.
 
-    By default glibc unmaps (or trims) freed blocks of a few MB, such as the 2-10 MB temporaries of
-    every loss evaluation, and the next evaluation page-faults them back in: about 5100 faults per
-    bf16 step at the base shapes, 90 with this. Worth 1 to 13 ms of a 72 ms step, depending on the
-    machine's state (README, Speed; benchmark --system-malloc). The same as setting MALLOC_MMAP_THRESHOLD_
+    By default glibc unmaps (or trims) freed blocks of a few MB, such as the temporaries of every
+    loss evaluation, and the next evaluation page-faults them back in (benchmark/bench_step.py
+    --system-malloc measures the difference). The same as setting MALLOC_MMAP_THRESHOLD_
     and MALLOC_TRIM_THRESHOLD_ in the environment, or preloading jemalloc. Process-wide, once; Linux
     with glibc only (elsewhere nothing changes).
     """
@@ -253,7 +251,7 @@ def uses_anchor(problem: Problem) -> bool:
 
     Rounding the whole spectrogram and the result to bfloat16 at each product turns the loss into a
     staircase in x (steps of 2^-9 of |x| and of |W x|) and ends L-BFGS well above float32 at the
-    blog's style-heavy settings (LeakyReLU row: +7.5 %). Each line search starts from an anchor at
+    blog's style-heavy settings. Each line search starts from an anchor at
     the accepted point, so only the step is rounded. The anchor after an iteration comes from that
     evaluation; every ANCHOR_REFRESH_ITERATIONS, at the start and for the reported final loss it is
     recomputed with float32 products (`exact_anchor`), so rounding cannot pile up along the path.
@@ -261,12 +259,9 @@ def uses_anchor(problem: Problem) -> bool:
     In 'frames' mode the anchor carries the style term too (`losses.StyleAnchor`): the four float32
     products of F^T F, F^T S and the gradient become two bfloat16 products of the difference. Its
     round-off piles up faster (the gradient is a small difference of large terms), so the style
-    anchor is recomputed exactly every STYLE_REFRESH_ITERATIONS. On the four paper rows, bf16 final
-    loss against float32: refreshed every 10 iterations, base +0.01 %, LeakyReLU -0.23 %, ELU
-    -0.33 %, SELU -0.55 % (README, Speed; earlier versions of the step moved these by tenths of a
-    percent either way). While choosing the interval (before the padded style products, which
-    change the round-off): every 5 or 10 within 1 % on all four; every 20, ELU +1.3 %; only with the
-    whole anchor (every 50), LeakyReLU stopped at iteration 51, 575 % above.
+    anchor is recomputed exactly every STYLE_REFRESH_ITERATIONS, chosen as the longest interval that
+    kept the four paper rows' bf16 final loss within 1 % of float32 (tests/test_bf16_paper.py checks
+    two of them; the figures are in the README's Speed section and its results files).
     """
     return problem.matrices is not None and problem.matrices.weight.dtype == torch.bfloat16
 
@@ -314,9 +309,9 @@ def _run_lbfgs(problem: Problem, x0: np.ndarray, progress: Progress | None) -> d
         if progress:
             progress(len(state["history"]), config.iterations, float(intermediate_result.fun))
 
-    # L-BFGS-B's own vector work is tiny per call; multi-threaded BLAS there costs ~0.2 s per iteration
-    # in thread start-up on 2 cores, so scipy gets one BLAS thread (torch keeps its own threads).
-    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+    # L-BFGS-B's own vector work is tiny per call; multi-threaded BLAS there spends more on thread
+    # start-up than it saves, so scipy gets one BLAS thread (torch keeps its own threads).
+    with one_blas_thread():
         result = scipy.optimize.minimize(
             loss_and_grad, x0.ravel(), jac=True, method="L-BFGS-B", callback=on_iteration,
             options={"maxiter": config.iterations, "maxcor": LBFGS_MEMORY},

@@ -1,4 +1,4 @@
-"""The base paper's songs and the table this project reproduces (`../shared/REFERENCE.md`)."""
+"""The base paper's songs (where to get them, their checksums) and the table this project reproduces."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ def griffin_lim(
 
     magnitude: (n_fft // 2 + 1, frames) -> audio (hop * (frames - 1),) float32.
     The same loop as torch.istft / torch.stft (centred, Hann, zero padding), with the window envelope
-    and the padding computed once: about 2x librosa's speed on a CPU (benchmark/bench_step.py).
+    and the padding computed once, which librosa's loop recomputes (benchmark/bench_step.py times both).
     """
     mag = torch.as_tensor(np.asarray(magnitude), dtype=torch.float32, device=device).T.contiguous()  # (frames, bins)
     frames = mag.shape[0]

@@ -13,9 +13,7 @@ Results go to `runs.csv` after each run (a restart skips what is done), then `re
 
 from __future__ import annotations
 
-import functools
 import math
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -26,13 +24,17 @@ import pandas as pd
 
 from .config import TransferConfig
 from .errors import MusicStyleError
-from .io import cpu_model, save_figure, write_csv, write_text
+from .io import save_figure, write_csv, write_text
+from .machine import describe, limit_threads
 from .paper import BASE_ROW, PAPER_ROWS, PaperRow, paper_song_paths
+from .progress import eta
+from .report import mean_std
 from .transfer import load_pair, run_transfer
 
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu")
 WEIGHTS = {"paper (alpha 1e-2, beta 1)": (1e-2, 1.0), "blog (alpha 1e-3, beta 10)": (1e-3, 10.0)}
 BLOG_LEAKY = PAPER_ROWS[1]
+SHOWN = {"std_digits": 2, "empty": "failed"}  # the report's mean ± std cells
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def run_one(run: Run, pair, base: TransferConfig, out_dir: Path) -> dict[str, An
                               "seed": run.seed, **{k: getattr(config, k) for k in (
                                   "activation", "alpha", "beta", "optimizer", "lr", "init_gain", "leaky_slope",
                                   "iterations", "filters", "pooling", "precision")}}
-    record["machine"] = machine_description()
+    record["machine"] = describe()
     start = time.perf_counter()
     try:
         result = run_transfer(pair, config)
@@ -120,10 +122,8 @@ _worker_pair = None  # each worker process loads the pair once
 
 
 def _start_worker(paper_dir: str, base: TransferConfig, threads: int) -> None:
-    import torch
-
     global _worker_pair
-    torch.set_num_threads(threads)
+    limit_threads(threads)
     _worker_pair = load_pair(*paper_song_paths(paper_dir), base)
 
 
@@ -158,7 +158,7 @@ def run_all(paper_dir: str | Path, out_dir: str | Path, base: TransferConfig, ru
         loss = record.get("final_loss", float("nan"))
         print(f"run {index}/{len(todo)} [{run.group}] {run.label} (row: {run.row or '-'}) seed {run.seed}: "
               f"{record['state']} loss {loss:.4g} in {record['seconds']:.0f} s; "
-              f"ETA {elapsed / index * (len(todo) - index) / 60:.1f} min", file=sys.stderr, flush=True)
+              f"{eta(index, len(todo), elapsed / index)}", file=sys.stderr, flush=True)
 
     if workers <= 1 or len(todo) <= 1:
         pair = load_pair(*paper_song_paths(paper_dir), base)
@@ -178,15 +178,6 @@ def run_all(paper_dir: str | Path, out_dir: str | Path, base: TransferConfig, ru
     return frame[frame["run_id"].isin(wanted)].reset_index(drop=True)
 
 
-def _mean_std(values: pd.Series, digits: int = 4) -> str:
-    values = values.dropna()
-    if values.empty:
-        return "failed"
-    if len(values) == 1:
-        return f"{values.iloc[0]:.{digits}g}"
-    return f"{values.mean():.{digits}g} ± {values.std(ddof=1):.2g}"
-
-
 def _ok(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["state"] == "ok"] if "state" in frame else frame
 
@@ -200,13 +191,14 @@ def rows_table(frame: pd.DataFrame) -> pd.DataFrame:
         runs = ok[ok["row"] == row.name]
         table.append({
             "row": row.name, "activation": row.activation, "alpha": row.alpha, "beta": row.beta,
-            "paper loss": row.paper_loss, "measured loss": _mean_std(runs["final_loss"]),
-            "content part": _mean_std(runs["content_loss"]), "style part": _mean_std(runs["style_loss"]),
+            "paper loss": row.paper_loss, "measured loss": mean_std(runs["final_loss"], **SHOWN),
+            "content part": mean_std(runs["content_loss"], **SHOWN),
+            "style part": mean_std(runs["style_loss"], **SHOWN),
             "paper ratio base/row": round(BASE_ROW.paper_loss / row.paper_loss, 2),
             "measured ratio base/row": round(base_mean / runs["final_loss"].mean(), 2) if len(runs) else math.nan,
-            "style distance": _mean_std(runs["style_distance"], 3),
-            "content distance": _mean_std(runs["content_distance"], 3),
-            "quality score": _mean_std(runs["quality_score"], 3),
+            "style distance": mean_std(runs["style_distance"], 3, **SHOWN),
+            "content distance": mean_std(runs["content_distance"], 3, **SHOWN),
+            "quality score": mean_std(runs["quality_score"], 3, **SHOWN),
             "seeds": len(runs), "failed": int((frame[(frame["group"] == "rows") & (frame["row"] == row.name)]
                                                ["state"] != "ok").sum()),
         })
@@ -220,11 +212,11 @@ def variants_table(frame: pd.DataFrame) -> pd.DataFrame:
     for (label, row), runs in frame[frame["group"] == "variants"].groupby(["label", "row"], sort=False):
         ok = _ok(runs)
         table.append({"variant": label, "row": row, "paper loss": paper[row],
-                      "measured loss": _mean_std(ok["final_loss"]),
-                      "quality score": _mean_std(ok["quality_score"], 3),
-                      "style distance": _mean_std(ok["style_distance"], 3),
-                      "content distance": _mean_std(ok["content_distance"], 3),
-                      "iterations done": _mean_std(ok["iterations_done"], 4),
+                      "measured loss": mean_std(ok["final_loss"], **SHOWN),
+                      "quality score": mean_std(ok["quality_score"], 3, **SHOWN),
+                      "style distance": mean_std(ok["style_distance"], 3, **SHOWN),
+                      "content distance": mean_std(ok["content_distance"], 3, **SHOWN),
+                      "iterations done": mean_std(ok["iterations_done"], 4, **SHOWN),
                       "float64 fallback": int(ok["float64_fallback"].astype(bool).sum()) if len(ok) else 0,
                       "seeds": len(ok), "failed": int((runs["state"] != "ok").sum())})
     plan = {key: i for i, key in enumerate(dict.fromkeys((r.label, r.row) for r in plan_runs(1, 1)
@@ -248,8 +240,8 @@ def ablation_table(frame: pd.DataFrame) -> pd.DataFrame:
         entry: dict[str, Any] = {"activation": activation}
         for name in WEIGHTS:
             runs = cells[(cells["activation"] == activation) & (cells["weights"] == name)]
-            entry[f"loss, {name}"] = _mean_std(runs["final_loss"])
-            entry[f"quality, {name}"] = _mean_std(runs["quality_score"], 3)
+            entry[f"loss, {name}"] = mean_std(runs["final_loss"], **SHOWN)
+            entry[f"quality, {name}"] = mean_std(runs["quality_score"], 3, **SHOWN)
         table.append(entry)
     return pd.DataFrame(table)
 
@@ -348,17 +340,6 @@ def plot_ablation(frame: pd.DataFrame, out_dir: Path) -> None:
         save_figure(fig, out_dir / name)
 
 
-@functools.cache
-def machine_description() -> str:
-    import torch
-
-    cpu = cpu_model()
-    text = f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, Python {platform.python_version()}"
-    if torch.cuda.is_available():
-        text += f", GPU {torch.cuda.get_device_name(0)}"
-    return text
-
-
 def write_report(frame: pd.DataFrame, out_dir: str | Path, base: TransferConfig, command: str,
                  seconds: float | None = None) -> Path:
     """Write report.md and the plots from the runs in `frame`."""
@@ -370,7 +351,7 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, base: TransferConfig,
     runs_on = "; ".join(machines) if machines else "not recorded in runs.csv"
     lines = [
         "# Reproducing the paper's comparison (559 vs 81.79)", "",
-        f"Generated by `{command}`; report written on {machine_description()}. Runs made on: {runs_on}; "
+        f"Generated by `{command}`; report written on {describe()}. Runs made on: {runs_on}; "
         f"device `{devices}`, precision {base.precision}. {len(frame)} runs, "
         f"{int((frame['state'] != 'ok').sum())} failed; "
         f"the runs' own times add up to {total_seconds / 60:.1f} min (they overlap with `--workers` > 1).", "",

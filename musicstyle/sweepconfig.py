@@ -6,7 +6,6 @@ defaults and checks live only in `TransferConfig`. Errors are one line naming th
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import yaml
 
 from .config import FIELDS, TransferConfig, make_config
 from .errors import ConfigError
+from .values import flag, number, reject_unknown
 
 OBJECTIVES = ("quality", "loss", "pareto")
 SECTIONS = ("study", "corpus", "fixed", "search")
@@ -92,44 +92,12 @@ class SweepSettings:
         return make_config(self.fixed | params | {"seed": self.study["seed"] if seed is None else seed})
 
 
-def _number(value: Any, where: str, integer: bool = False) -> float | int:
-    """A YAML number, also from strings such as '1e-3' (which YAML 1.1 reads as text)."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{where} must be a number, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ConfigError(f"{where} must be finite, got {value!r}")
-    if integer:
-        if not number.is_integer():
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
-        return int(number)
-    return number
-
-
-def _flag(value: Any, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off"):
-        return value.lower() in ("true", "yes", "on")
-    raise ConfigError(f"{where} must be true or false, got {value!r}")
-
-
 def _checked(fixed: dict[str, Any], name: str, value: Any, where: str) -> Any:
     """The value as TransferConfig stores it, checked by make_config on top of the fixed settings."""
     try:
         return getattr(make_config(fixed | {name: value}), name)
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from None
-
-
-def reject_unknown(data: dict, known: Any, label: str, source: str) -> None:
-    """ConfigError naming the first key of `data` not in `known`; `label` formats it, e.g. "section '{}'"."""
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ConfigError(f"{source}: unknown {label.format(unknown[0])} (known: {', '.join(known)})")
 
 
 def parse_study(data: Any, source: str) -> dict[str, Any]:
@@ -143,15 +111,15 @@ def parse_study(data: Any, source: str) -> dict[str, Any]:
     if study["objective"] not in OBJECTIVES:
         raise ConfigError(f"{where}objective must be one of {', '.join(OBJECTIVES)}, got {study['objective']!r}")
     for key in ("trials", "seed", "n_startup_steps", "startup_trials"):
-        study[key] = _number(study[key], where + key, integer=True)
+        study[key] = number(study[key], where + key, integer=True)
         if study[key] < (1 if key == "trials" else 0):
             raise ConfigError(f"{where}{key} must be {'>= 1' if key == 'trials' else '>= 0'}, got {study[key]}")
     for key in ("paper_rows", "prune"):
-        study[key] = _flag(study[key], where + key)
-    study["p_threshold"] = _number(study["p_threshold"], where + "p_threshold")
+        study[key] = flag(study[key], where + key)
+    study["p_threshold"] = number(study["p_threshold"], where + "p_threshold")
     if not 0 < study["p_threshold"] < 1:
         raise ConfigError(f"{where}p_threshold must be between 0 and 1, got {study['p_threshold']}")
-    study["stale_after_seconds"] = _number(study["stale_after_seconds"], where + "stale_after_seconds")
+    study["stale_after_seconds"] = number(study["stale_after_seconds"], where + "stale_after_seconds")
     if study["stale_after_seconds"] <= 0:
         raise ConfigError(f"{where}stale_after_seconds must be positive")
     return study
@@ -182,10 +150,8 @@ def parse_dimension(name: str, spec: Any, fixed: dict[str, Any], source: str) ->
         raise ConfigError(f"{where}: the seed is not searched (see --reevaluate K --seeds S)")
     if not isinstance(spec, dict):
         raise ConfigError(f"{where} must be a mapping such as {{low: 1e-3, high: 1, log: true}} or {{choices: [...]}}")
-    unknown = sorted(set(spec) - set(DIMENSION_KEYS))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key '{unknown[0]}' (known: {', '.join(DIMENSION_KEYS)})")
-    if not _flag(spec.get("enabled", True), f"{where}.enabled"):
+    reject_unknown(spec, DIMENSION_KEYS, "key '{}'", where)
+    if not flag(spec.get("enabled", True), f"{where}.enabled"):
         return None
     when = {}
     for other, allowed in (spec.get("when") or {}).items():
@@ -210,10 +176,10 @@ def parse_dimension(name: str, spec: Any, fixed: dict[str, Any], source: str) ->
     if not isinstance(default, (int, float)) or isinstance(default, bool):
         raise ConfigError(f"{where}: '{name}' is not numeric; give 'choices'")
     integer = isinstance(default, int)
-    low = _number(spec["low"], f"{where}.low", integer)
-    high = _number(spec["high"], f"{where}.high", integer)
-    log = _flag(spec.get("log", False), f"{where}.log")
-    step = _number(spec["step"], f"{where}.step", True) if "step" in spec else None
+    low = number(spec["low"], f"{where}.low", integer)
+    high = number(spec["high"], f"{where}.high", integer)
+    log = flag(spec.get("log", False), f"{where}.log")
+    step = number(spec["step"], f"{where}.step", True) if "step" in spec else None
     if step is not None and (not integer or step < 1 or log):
         raise ConfigError(f"{where}.step needs an integer setting, a step >= 1 and no log scale")
     if not low < high:

@@ -1,4 +1,5 @@
-"""Shared test fixtures: generated audio, and the paper's songs where ../shared has them."""
+"""Shared test fixtures: generated audio, the paper's songs where MUSICSTYLE_PAPER_SONGS names them,
+bf16 forced on any CPU, and a throwaway PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import pytest
 import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
-PAPER_SONGS = REPO.parent / "shared" / "paper-songs"
 
 
 def tone_mix(seconds: float, sample_rate_hz: int, freqs: tuple[float, ...], seed: int = 0) -> np.ndarray:
@@ -34,11 +34,25 @@ def song_pair(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.fixture
 def paper_songs() -> tuple[Path, Path]:
-    """The base paper's content and style songs from ../shared/paper-songs (skip where absent)."""
-    content, style = PAPER_SONGS / "imperial.mp3", PAPER_SONGS / "usa.mp3"
+    """The base paper's content and style songs from the folder MUSICSTYLE_PAPER_SONGS names (skip where unset)."""
+    import os
+
+    folder = os.environ.get("MUSICSTYLE_PAPER_SONGS")
+    if not folder:
+        pytest.skip("MUSICSTYLE_PAPER_SONGS is not set (the folder holding the paper's imperial.mp3 and usa.mp3)")
+    content, style = Path(folder) / "imperial.mp3", Path(folder) / "usa.mp3"
     if not (content.exists() and style.exists()):
-        pytest.skip(f"the paper's songs are not at {PAPER_SONGS} (they live in ../shared, never in the project)")
+        pytest.skip(f"the paper's songs are not in MUSICSTYLE_PAPER_SONGS={folder}")
     return content, style
+
+
+@pytest.fixture
+def bf16_forced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs asked for in bf16 get bfloat16 products even where they are slow (no AVX-512 BF16 / AMX),
+    so that the bf16 path's numerics are tested on every CPU."""
+    import musicstyle.optimize
+
+    monkeypatch.setattr(musicstyle.optimize, "bf16_supported", lambda device: True)
 
 
 def _postgres_bin() -> Path | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 
 from musicstyle.config import TransferConfig
-from musicstyle.network import bf16_supported
 from musicstyle.optimize import clear_problem_cache, optimize_spectrogram
 from musicstyle.paper import PAPER_ROWS
 from musicstyle.transfer import load_pair
@@ -18,7 +17,7 @@ from musicstyle.transfer import load_pair
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.skipif(not bf16_supported("cpu"), reason="this CPU has no fast bfloat16 products (AVX-512 BF16 / AMX)")
+@pytest.mark.usefixtures("bf16_forced")
 @pytest.mark.parametrize("row", PAPER_ROWS[:2], ids=lambda row: row.name)
 def test_bf16_final_loss_is_within_one_percent_of_float32(paper_songs, row):
     config = TransferConfig().replace(device="cpu", **row.settings)

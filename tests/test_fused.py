@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_speed_paths import project_step, small_config, spectrograms
 
+from helpers import project_step, small_config, spectrograms
 from musicstyle import fused
-from musicstyle.network import bf16_supported
 from musicstyle.optimize import build_problem, exact_anchor
 
-pytestmark = pytest.mark.skipif(not bf16_supported("cpu"),
-                                reason="this CPU has no fast bfloat16 products (AVX-512 BF16 / AMX)")
+pytestmark = pytest.mark.usefixtures("bf16_forced")  # the bf16 path's numerics, also where bf16 is slow
 
 
 def relative(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -15,11 +15,10 @@ import optuna
 import pandas as pd
 import pytest
 import soundfile as sf
-from test_sweep import REPO, make_corpus, tiny_config
-from test_sweep_resume import counted, wait_for
 
-import musicstyle.study
-from musicstyle.study import main
+import musicstyle.corpus
+from helpers import REPO, counted, make_corpus, tiny_config, wait_for
+from musicstyle.sweep.cli import main
 
 
 @pytest.fixture
@@ -112,14 +111,14 @@ BREAKAGES = {
 def test_a_file_breaking_after_preflight_fails_its_pair_and_the_sweep_goes_on(tmp_path, corpus, monkeypatch, kind):
     """The pre-flight check passes, then a corpus file breaks: that pair fails with its reason, the sweep goes on."""
     victim = tmp_path / "content1.wav"
-    checked = musicstyle.study.preflight
+    checked = musicstyle.corpus.preflight
 
     def preflight_then_break(*args, **kwargs):
         result = checked(*args, **kwargs)
         BREAKAGES[kind](victim)
         return result
 
-    monkeypatch.setattr(musicstyle.study, "preflight", preflight_then_break)
+    monkeypatch.setattr(musicstyle.corpus, "preflight", preflight_then_break)
     config = tiny_config(tmp_path, corpus, trials=3)
     results = tmp_path / "results"
     assert main(["--config", str(config), "--results", str(results), "--quiet", "--workers", "1",

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import PAPER_SONGS, REPO
+from conftest import REPO, tone_mix
 from musicstyle.paper import PAPER_ROWS, SONG_SHA256, fetch_songs, verify_songs
 from musicstyle.reproduce import plan_runs, variants_table
 
@@ -48,9 +48,30 @@ def test_variants_table_follows_the_plan_whatever_order_the_runs_finished_in():
     assert list(zip(table["variant"], table["row"])) == [(r.label, r.row) for r in plan]
 
 
-def test_reduced_reproduction_writes_the_report_and_resumes(paper_songs, tmp_path):
+@pytest.fixture
+def synthetic_paper_dir(tmp_path: Path) -> Path:
+    """Generated stand-ins for the paper's two songs (3 s MP3s under their names), so that `reproduce`
+    and its report run end to end where the real songs are absent."""
+    import soundfile as sf
+
+    folder = tmp_path / "synthetic-songs"
+    folder.mkdir()
+    sf.write(folder / "imperial.mp3", tone_mix(3.0, 22050, (196.0, 294.0, 392.0), seed=3), 22050)
+    sf.write(folder / "usa.mp3", tone_mix(3.0, 22050, (330.0, 880.0, 1760.0), seed=4), 22050)
+    return folder
+
+
+@pytest.fixture(params=["synthetic", "paper"])
+def songs_dir(request) -> Path:
+    """The folder `reproduce --paper-dir` reads: generated songs (always), the paper's (where present)."""
+    if request.param == "synthetic":
+        return request.getfixturevalue("synthetic_paper_dir")
+    return request.getfixturevalue("paper_songs")[0].parent
+
+
+def test_reduced_reproduction_writes_the_report_and_resumes(songs_dir, tmp_path):
     out = tmp_path / "paper"
-    done = reproduce(out, paper_songs[0].parent)
+    done = reproduce(out, songs_dir)
     assert done.returncode == 0, done.stderr
     runs = pd.read_csv(out / "runs.csv")
     assert set(runs["row"].dropna()) >= {r.name for r in PAPER_ROWS}
@@ -64,7 +85,7 @@ def test_reduced_reproduction_writes_the_report_and_resumes(paper_songs, tmp_pat
     for png in ("loss_by_activation.png", "quality_by_activation.png", "base_row_spectrograms.png"):
         with Image.open(out / png) as image:
             assert image.size[0] > 400 and np.unique(np.asarray(image.convert("L"))).size > 20
-    again = reproduce(out, paper_songs[0].parent, "--workers", "2")
+    again = reproduce(out, songs_dir, "--workers", "2")
     assert again.returncode == 0 and "run 1/" not in again.stderr  # everything was already done
     assert len(pd.read_csv(out / "runs.csv")) == len(runs)
 
@@ -75,16 +96,24 @@ def test_missing_songs_are_one_line(tmp_path):
     assert "no such file" in done.stderr and "fetch-paper-songs" in done.stderr
 
 
-def test_fetch_checks_sha256(tmp_path):
-    if not PAPER_SONGS.exists():
-        pytest.skip(f"the paper's songs are not at {PAPER_SONGS}")
-    paths = fetch_songs(tmp_path / "songs", base_url=PAPER_SONGS.as_uri() + "/")
+def test_fetch_checks_sha256(paper_songs, tmp_path):
+    folder = paper_songs[0].parent
+    paths = fetch_songs(tmp_path / "songs", base_url=folder.as_uri() + "/")
     assert [p.name for p in paths] == list(SONG_SHA256) and verify_songs(tmp_path / "songs") == []
     fake = tmp_path / "fake"
     fake.mkdir()
     (fake / "imperial.mp3").write_bytes(b"not the song")
-    (fake / "usa.mp3").write_bytes((PAPER_SONGS / "usa.mp3").read_bytes())
+    (fake / "usa.mp3").write_bytes(paper_songs[1].read_bytes())
     done = subprocess.run([sys.executable, "-m", "musicstyle", "fetch-paper-songs", str(tmp_path / "got"),
                            "--url", fake.as_uri() + "/"], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 2 and "checksum mismatch" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "got" / "imperial.mp3").exists()
+
+
+def test_song_check_names_songs_that_are_not_the_papers(synthetic_paper_dir, tmp_path):
+    """The checksum check on generated stand-ins: both named as mismatches, and fetching them refuses."""
+    assert sorted(verify_songs(synthetic_paper_dir)) == sorted(SONG_SHA256)
+    done = subprocess.run([sys.executable, "-m", "musicstyle", "fetch-paper-songs", str(tmp_path / "got"),
+                           "--url", synthetic_paper_dir.as_uri() + "/"], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 2 and "checksum mismatch" in done.stderr and "Traceback" not in done.stderr
+    assert not any((tmp_path / "got").glob("*.mp3"))

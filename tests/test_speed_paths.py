@@ -11,9 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import BINS, project_step, small_config, spectrograms
 from musicstyle import fused, optimize
-from musicstyle.config import make_config
 from musicstyle.losses import (
+    Anchor,
     _style_value_and_grad,
     anchored_style,
     loss_terms,
@@ -23,8 +24,6 @@ from musicstyle.losses import (
 )
 from musicstyle.metrics import spectral_convergence
 from musicstyle.network import (
-    Anchor,
-    bf16_supported,
     conv_matrices,
     convolve,
     convolve_from,
@@ -35,50 +34,13 @@ from musicstyle.network import (
 )
 from musicstyle.optimize import Problem, build_problem, cached_problem, clear_problem_cache, optimize_spectrogram
 from musicstyle.reconstruct import griffin_lim, griffin_lim_librosa
+from musicstyle.reference import StraightStep
 from musicstyle.spectrogram import log_magnitude, magnitude_from_log
 
-SMALL = dict(n_fft=128, hop=32, filters=48, kernel_width=5, frames=40, iterations=15, device="cpu")
-BINS = 65  # n_fft 128
-needs_bf16 = pytest.mark.skipif(not bf16_supported("cpu"),
-                                reason="this CPU has no fast bfloat16 products (AVX-512 BF16 / AMX)")
 
-
-def small_config(**changes):
-    return make_config(SMALL | changes)
-
-
-def spectrograms(frames: int = 40, dtype: torch.dtype = torch.float64, seed: int = 0) -> list[torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    return [torch.rand(BINS, frames, generator=gen, dtype=dtype) * 3 for _ in range(3)]
-
-
-def straightforward_step(content, style, spec, config, dtype=torch.float64):
-    """The reference: F.conv1d, activation, G = F F^T / n over the filters, both losses, autograd."""
-    filters = random_filters(BINS, config.filters, config.kernel_width, config.init_gain, config.seed, dtype=dtype)
-
-    def features(x):
-        pre = F.conv1d(x.unsqueeze(0), filters)
-        if config.activation == "relu":
-            out = F.relu(pre)
-        else:
-            out = F.leaky_relu(pre, config.leaky_slope) if config.activation == "leaky_relu" else F.elu(pre)
-        return (F.max_pool1d(out, config.pooling) if config.pooling > 1 else out)[0]
-
-    n = content.shape[1]
-    with torch.no_grad():
-        fc, fs = features(content), features(style)
-    x = spec.clone().requires_grad_(True)
-    f = features(x)
-    total = config.alpha * (f - fc).square().sum() + config.beta * (f @ f.T / n - fs @ fs.T / n).square().sum()
-    total.backward()
-    return float(total.detach()), x.grad
-
-
-def project_step(problem, spec):
-    x = spec.clone().requires_grad_(True)
-    total, _, _ = problem.loss_parts(x)
-    total.backward()
-    return float(total.detach()), x.grad
+def straightforward_step(content, style, spec, config):
+    """The reference (musicstyle.reference): F.conv1d, activation, G = F F^T / n over the filters, autograd."""
+    return StraightStep(content, style, config)(spec)
 
 
 # --- convolution as two products ------------------------------------------------------------------
@@ -154,7 +116,7 @@ def test_frames_identity_keeps_its_precision_near_the_optimum_in_float32():
 
 # --- bfloat16 ----------------------------------------------------------------------------------------
 
-@needs_bf16
+@pytest.mark.usefixtures("bf16_forced")
 def test_bf16_step_is_close_to_float32():
     config = small_config(filters=256, frames=120)
     content, style, spec = spectrograms(120, torch.float32)
@@ -214,7 +176,7 @@ def test_anchored_style_term_follows_the_exact_one_through_a_step():
     torch.testing.assert_close(grad0, anchor.grad, rtol=0, atol=0)
 
 
-@needs_bf16
+@pytest.mark.usefixtures("bf16_forced")
 def test_bf16_anchor_sees_steps_below_bfloat16_resolution():
     """Rounding the spectrogram to bfloat16 hides a step of 1e-4 (values about 3 are 2^-6 apart):
     the unanchored loss does not see it; convolved through the difference to an anchor it moves as
@@ -238,7 +200,7 @@ def test_bf16_anchor_sees_steps_below_bfloat16_resolution():
     assert abs(unanchored - expected) > 0.5 * abs(expected)
 
 
-@needs_bf16
+@pytest.mark.usefixtures("bf16_forced")
 @pytest.mark.parametrize("fused_passes", [True, False], ids=["fused", "autograd"])
 def test_bf16_lbfgs_is_anchored_and_reports_the_loss_of_its_result(monkeypatch, fused_passes):
     """Every evaluation goes through an anchor, and the final loss is the loss of the returned
@@ -272,7 +234,7 @@ def test_bf16_lbfgs_is_anchored_and_reports_the_loss_of_its_result(monkeypatch, 
     clear_problem_cache()
 
 
-@needs_bf16
+@pytest.mark.usefixtures("bf16_forced")
 @pytest.mark.parametrize("fused_passes", [True, False], ids=["fused", "autograd"])
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_every_anchor_holds_the_convolution_of_its_own_spectrogram(monkeypatch, optimizer, fused_passes):

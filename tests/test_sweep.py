@@ -12,70 +12,13 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from musicstyle.study import main
-
-REPO = Path(__file__).resolve().parents[1]
-RATE = 8000
-TINY = """
-study: {{objective: {objective}, trials: {trials}, seed: 0, startup_trials: 2, n_startup_steps: 1}}
-corpus: {corpus}
-fixed: {{sample_rate_hz: 8000, n_fft: 256, hop: 128, clip_seconds: 1.0, iterations: {iterations},
-        griffin_lim_iters: 4, kernel_width: 5}}
-search:
-  alpha: {{low: 1.0e-4, high: 1.0, log: true}}
-  beta: {{low: 1.0e-2, high: 100.0, log: true}}
-  filters: {{choices: [16, 32]}}
-  activation: {{choices: [relu, leaky_relu, elu, selu]}}
-  lr: {{low: 1.0e-4, high: 1.0e-1, log: true, when: {{optimizer: adam}}}}
-"""
-
-
-def tone(path: Path, freqs: tuple[float, ...], seed: int, seconds: float = 1.2) -> Path:
-    t = np.arange(int(seconds * RATE)) / RATE
-    rng = np.random.default_rng(seed)
-    audio = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) for f in freqs) * (0.6 + 0.4 * np.sin(3 * t))
-    sf.write(path, (0.2 * audio + 0.01 * rng.standard_normal(t.size)).astype(np.float32), RATE)
-    return path
-
-
-def make_corpus(tmp_path: Path) -> Path:
-    """Three generated pairs (content: low tones, style: high tones) in a corpus YAML."""
-    lines = ["pairs:"]
-    for i in range(3):
-        content = tone(tmp_path / f"content{i}.wav", (200.0 + 50 * i, 400.0), seed=i)
-        style = tone(tmp_path / f"style{i}.flac", (900.0, 1500.0 + 100 * i), seed=10 + i)
-        lines.append(f"  - {{name: p{i}, content: {content}, style: {style}}}")
-    path = tmp_path / "corpus.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+from helpers import RATE, REPO, assert_png, load, make_corpus, tiny_config
+from musicstyle.sweep.cli import main
 
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
     return make_corpus(tmp_path)
-
-
-def tiny_config(tmp_path: Path, corpus: Path, objective: str = "quality", trials: int = 6,
-                iterations: int = 5, name: str = "tiny.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(TINY.format(objective=objective, trials=trials, corpus=corpus, iterations=iterations))
-    return path
-
-
-def load(results: Path, study: str) -> optuna.Study:
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    storage = JournalStorage(JournalFileBackend(str(results / study / "study.journal")))
-    return optuna.load_study(study_name=study, storage=storage)
-
-
-def assert_png(path: Path) -> None:
-    """An existing, sizeable, non-blank PNG."""
-    import matplotlib.image
-
-    image = matplotlib.image.imread(path)
-    assert image.shape[0] >= 200 and image.shape[1] >= 300, path
-    assert float(image[..., :3].std()) > 0.05, f"{path} looks blank"
 
 
 def test_end_to_end_writes_rows_states_tables_plots_and_best_wavs(tmp_path, corpus):
@@ -247,7 +190,7 @@ def test_cached_evaluation_spaces_match_fresh_ones(tmp_path):
 
     from musicstyle.corpus import pairs_from_yaml
     from musicstyle.metrics import evaluation_space
-    from musicstyle.study import PairCache
+    from musicstyle.sweep.objective import PairCache
     from musicstyle.sweepconfig import load_settings
 
     pairs = pairs_from_yaml(make_corpus(tmp_path))

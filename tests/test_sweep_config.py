@@ -8,7 +8,7 @@ import pytest
 
 from musicstyle.config import TransferConfig
 from musicstyle.errors import ConfigError
-from musicstyle.study import paper_row_params
+from musicstyle.sweep.storage import paper_row_params
 from musicstyle.sweepconfig import Dimension, apply_override, load_settings, parse_settings
 
 DEFAULT = str(Path(__file__).resolve().parents[1] / "configs" / "default.yaml")
@@ -87,7 +87,7 @@ class FakeTrial:
 
 
 def test_learning_rate_is_searched_only_for_adam():
-    from musicstyle.study import suggest_params
+    from musicstyle.sweep.objective import suggest_params
 
     settings = load_settings(DEFAULT)
     trial = FakeTrial()

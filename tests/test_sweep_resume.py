@@ -6,14 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pytest
-from test_sweep import REPO, load, make_corpus, tiny_config
 
-from musicstyle.study import main
+from helpers import REPO, counted, load, make_corpus, tiny_config, wait_for
+from musicstyle.sweep.cli import main
 
 
 @pytest.fixture
@@ -21,29 +20,10 @@ def corpus(tmp_path: Path) -> Path:
     return make_corpus(tmp_path)
 
 
-def counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return [t for t in study.get_trials() if t.state.is_finished() and "discarded" not in t.user_attrs]
-
-
 def run_sweep(config: Path, results: Path, trials: int) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "sweep.py", "--config", str(config), "--results", str(results),
                              "--trials", str(trials), "--workers", "1"], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(condition, process: subprocess.Popen, timeout: float = 60.0) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        if process.poll() is not None:
-            pytest.fail(f"sweep ended early: {process.communicate()}")
-        try:
-            if condition():
-                return
-        except Exception:  # the journal may not exist yet
-            pass
-        time.sleep(0.05)
-    process.kill()
-    pytest.fail("timed out")
 
 
 def test_resume_after_ctrl_c_keeps_finished_trials_and_ends_at_exactly_n(tmp_path, corpus):

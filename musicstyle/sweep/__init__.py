@@ -1,0 +1,10 @@
+"""The Optuna sweep, one module per concern, in the order a run uses them:
+
+- `plan`      what a run is (settings, corpus, study name, storage, total trials)
+- `storage`   open the storage, create or resume the study, queue the paper's rows
+- `trials`    count to an exact total, recover trials left RUNNING by a stopped process
+- `objective` one trial: suggest, run the pairs, report for pruning, return the means
+- `workers`   the ask/tell loop, N processes, signals, progress lines
+- `report`    trials.csv, pairs.csv, results.md (+ `plots`), re-evaluation
+- `cli`       `python sweep.py`'s flags and the whole run
+"""
