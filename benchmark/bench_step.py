@@ -209,7 +209,8 @@ def start_spectrogram(content: torch.Tensor) -> torch.Tensor:
 
 
 def paper_pair(config: TransferConfig) -> tuple[np.ndarray, np.ndarray, str]:
-    """The paper's songs' (bins, config.frames) log-magnitudes where MUSICSTYLE_PAPER_SONGS has them, else a synthetic pair."""
+    """The paper's songs' (bins, config.frames) log-magnitudes where MUSICSTYLE_PAPER_SONGS has them, else a
+    synthetic pair."""
     content, style = PAPER_SONGS / "imperial.mp3", PAPER_SONGS / "usa.mp3"
     if content.exists() and style.exists():
         from musicstyle.transfer import load_pair

@@ -67,13 +67,7 @@ def load_clip(
     Returns shape (samples,). Raises AudioError (one line, naming the file) when the file is
     missing, not audio, empty, the offset is past its end, or the clip is silent or not finite.
     """
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"no such file: {path}")
-    if path.is_dir():
-        raise AudioError(f"is a folder, not an audio file: {path}")
-    if path.stat().st_size == 0:
-        raise AudioError(f"empty file (0 bytes): {path}")
+    path = _existing_file(path)
     data, rate = _decode(path)
     if data.shape[0] == 0:
         raise AudioError(f"file has no audio samples: {path}")
@@ -95,8 +89,8 @@ def load_clip(
     return mono
 
 
-def duration_seconds(path: str | os.PathLike) -> float:
-    """Length of an audio file in seconds, read from its header where possible (cheap check)."""
+def _existing_file(path: str | os.PathLike) -> Path:
+    """`path` as a Path; AudioError when it is missing, a folder or empty."""
     path = Path(path)
     if not path.exists():
         raise AudioError(f"no such file: {path}")
@@ -104,6 +98,12 @@ def duration_seconds(path: str | os.PathLike) -> float:
         raise AudioError(f"is a folder, not an audio file: {path}")
     if path.stat().st_size == 0:
         raise AudioError(f"empty file (0 bytes): {path}")
+    return path
+
+
+def duration_seconds(path: str | os.PathLike) -> float:
+    """Length of an audio file in seconds, read from its header where possible (cheap check)."""
+    path = _existing_file(path)
     try:
         info = sf.info(str(path))
         if info.frames <= 0:
