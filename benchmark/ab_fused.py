@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     report = (f"# bf16 step: compiled passes (fused.py) against autograd, alternated\n\nCommand: `{command.strip()}`"
               f"\n\nMachine: {machine(device)}; date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Steps on "
               "synthetic spectrograms through an anchor near them; runs on the paper's songs where "
-              "MUSICSTYLE_PAPER_SONGS has them, the problem built inside each run as in a sweep's trial. Times in ms; difference = autograd - "
+              "MUSICSTYLE_PAPER_SONGS has them, the problem built inside each run as in a sweep's trial. "
+              "Times in ms; difference = autograd - "
               "compiled (positive: the compiled passes are faster), median and quartiles over the pairs.\n\n"
               + table(["case", "pairs", "compiled ms", "autograd ms", "difference ms (quartiles)",
                        "compiled faster in", "bf16 floor: compiled / autograd x floor"], rows)
