@@ -14,12 +14,12 @@ import yaml
 
 from .config import FIELDS, TransferConfig, make_config
 from .errors import ConfigError
+from .measures import OBJECTIVES
 from .values import flag, number, reject_unknown
 
-OBJECTIVES = ("quality", "loss", "pareto")
 SECTIONS = ("study", "corpus", "fixed", "search")
 STUDY_DEFAULTS: dict[str, Any] = {
-    "objective": "quality",  # quality | loss | pareto
+    "objective": "quality",  # a name in measures.OBJECTIVES
     "trials": 200,  # finished + failed + pruned trials in total, across processes and restarts
     "seed": 0,  # sampler seed, pair-order seed and every run's seed (filters, start noise, Griffin-Lim phase)
     "paper_rows": True,  # enqueue the paper's four rows first in a new study
