@@ -33,7 +33,11 @@ AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "DNNL_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_I
 
 def measure(repeats: int, precision: str, iterations: int | None) -> dict:
     """Alternated on/off trial-sized runs in this process; seconds per run."""
-    from musicstyle import kernels
+    try:
+        from musicstyle import kernels
+    except ImportError:
+        sys.exit("error: musicstyle/kernels.py was removed by this measurement's decision; check out the commit "
+                 "results/kernels-decision.md names to measure again")
     from musicstyle.corpus import builtin_pairs
     from musicstyle.machine import describe, limit_threads
     from musicstyle.metrics import evaluation_space

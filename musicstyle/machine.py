@@ -1,4 +1,4 @@
-"""The machine a run is on: one line describing it (for every results file), and thread limits.
+"""The machine a run is on: one line describing it (for every results file), thread limits, malloc.
 
 Every figure the project writes names the CPU model, the instruction-set flags that decide which
 kernels torch runs (avx2, avx512f, avx512_bf16, amx_bf16), torch's thread count and the versions.
@@ -6,10 +6,12 @@ kernels torch runs (avx2, avx512f, avx512_bf16, amx_bf16), torch's thread count 
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 import threadpoolctl
@@ -69,3 +71,30 @@ def limit_threads(torch_threads: int) -> None:
 
     torch.set_num_threads(max(1, torch_threads))
     one_blas_thread()
+
+
+# glibc malloc: blocks below this come from the heap (32 MB is its largest setting) ...
+MALLOC_MMAP_THRESHOLD_BYTES = 32 * 2**20
+# ... and up to this much freed heap is kept for reuse instead of going back to the OS
+MALLOC_TRIM_THRESHOLD_BYTES = 256 * 2**20
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Have glibc's malloc keep a step's freed temporaries for the next step; True where applied.
+
+    By default glibc unmaps (or trims) freed blocks of a few MB, such as the temporaries of every
+    loss evaluation, and the next evaluation page-faults them back in (benchmark/bench_step.py
+    --system-malloc measures the difference). The same as setting MALLOC_MMAP_THRESHOLD_
+    and MALLOC_TRIM_THRESHOLD_ in the environment, or preloading jemalloc. Process-wide, once; Linux
+    with glibc only (elsewhere nothing changes).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+        return bool(libc.mallopt(m_mmap_threshold, MALLOC_MMAP_THRESHOLD_BYTES)
+                    and libc.mallopt(m_trim_threshold, MALLOC_TRIM_THRESHOLD_BYTES))
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False

@@ -11,11 +11,8 @@ sweep that share them (other alpha, beta, optimiser, iterations...) skip that wo
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
-import functools
 import hashlib
-import sys
 import time
 import warnings
 from collections import OrderedDict
@@ -30,7 +27,7 @@ from . import fused
 from .config import INIT_NOISE_STD, TransferConfig
 from .errors import DivergenceError
 from .losses import Anchor, StyleTarget, loss_terms, style_anchor, style_target
-from .machine import one_blas_thread
+from .machine import keep_freed_memory, one_blas_thread
 from .network import (
     ConvMatrices,
     bf16_supported,
@@ -51,33 +48,6 @@ PROBLEM_CACHE_SIZE = 2  # (pair, network) problems kept; each holds the filters 
 # config fields that change the filters, the features or the style target (the rest only weigh or drive them)
 NETWORK_FIELDS = ("filters", "kernel_width", "init_gain", "seed", "activation", "leaky_slope", "pooling",
                   "gram_mode", "precision")
-
-
-# glibc malloc: blocks below this come from the heap (32 MB is its largest setting) ...
-MALLOC_MMAP_THRESHOLD_BYTES = 32 * 2**20
-# ... and up to this much freed heap is kept for reuse instead of going back to the OS
-MALLOC_TRIM_THRESHOLD_BYTES = 256 * 2**20
-
-
-@functools.cache
-def keep_freed_memory() -> bool:
-    """Have glibc's malloc keep a step's freed temporaries for the next step; True where applied.
-
-    By default glibc unmaps (or trims) freed blocks of a few MB, such as the temporaries of every
-    loss evaluation, and the next evaluation page-faults them back in (benchmark/bench_step.py
-    --system-malloc measures the difference). The same as setting MALLOC_MMAP_THRESHOLD_
-    and MALLOC_TRIM_THRESHOLD_ in the environment, or preloading jemalloc. Process-wide, once; Linux
-    with glibc only (elsewhere nothing changes).
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-        return bool(libc.mallopt(m_mmap_threshold, MALLOC_MMAP_THRESHOLD_BYTES)
-                    and libc.mallopt(m_trim_threshold, MALLOC_TRIM_THRESHOLD_BYTES))
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return False
 
 
 @dataclass

@@ -23,23 +23,6 @@ def eta(done: int, total: int, seconds_each: float | None, parallel: int = 1) ->
     return f"ETA {format_duration(max(total - done, 0) * seconds_each / max(parallel, 1))}"
 
 
-class Progress:
-    """Counts finished items since its start and prints `label line | done/total, ETA` to stderr."""
-
-    def __init__(self, total: int, label: str = "", quiet: bool = False) -> None:
-        self.total, self.label, self.quiet = total, label, quiet
-        self.start = time.perf_counter()
-        self.done = 0
-
-    def step(self, line: str) -> None:
-        self.done += 1
-        if self.quiet:
-            return
-        each = (time.perf_counter() - self.start) / self.done
-        print(f"{self.label}{line} | {self.done}/{self.total}, {eta(self.done, self.total, each)}",
-              file=sys.stderr, flush=True)
-
-
 def iteration_printer(label: str = "", every_seconds: float = 2.0) -> Callable[[int, int, float], None]:
     """A transfer's progress callback: iteration, loss, elapsed and ETA, about every `every_seconds`."""
     start = time.perf_counter()
