@@ -1,5 +1,4 @@
 """The bf16 step with and without fused.py's compiled passes, alternated: what they are worth.
-Likewise kernels.py's C kernels (the fold, difference_terms) against torch's versions of the same sums.
 
     python benchmark/ab_fused.py             # about 6 minutes on 2 CPU cores; writes results/fused-ab.md
     python benchmark/ab_fused.py --runs 0    # the steps only, about a minute
@@ -40,7 +39,6 @@ from bench_step import (  # noqa: E402
     without_fused_passes,
 )
 
-from musicstyle import kernels  # noqa: E402
 from musicstyle.io import write_text  # noqa: E402
 from musicstyle.optimize import (  # noqa: E402
     Problem,
@@ -97,24 +95,6 @@ def step_row(device: torch.device, frames: int, pairs: int) -> list[str]:
                f"{np.median(autograd) * 1e3 / floor_ms:.2f}x")
 
 
-def without_c_kernels(fn: Callable[[], float]) -> Callable[[], float]:
-    """`fn` with kernels.py's C kernels off: the torch fallbacks of the fold and difference_terms."""
-    def run() -> float:
-        with kernels.turned_off():
-            return fn()
-
-    return run
-
-
-def kernels_row(device: torch.device, frames: int, pairs: int) -> list[str]:
-    """One bf16 step (compiled passes on), with kernels.py's C kernels and with torch's versions."""
-    _, _, step = bf16_step(device, frames)
-    if kernels.library() is None:
-        return [f"one step, {frames} frames x 4096 filters", "0", "-", "-", "no C compiler here", "-", "-"]
-    with_kernel, without = alternate(step, without_c_kernels(step), pairs)
-    return row(f"one step, {frames} frames x 4096 filters", with_kernel * 1e3, without * 1e3)
-
-
 def run_row(device: torch.device, frames: int, runs: int, iterations: int) -> list[str]:
     """Whole bf16 L-BFGS runs (problem built inside, as a sweep's trial does), ms per evaluation."""
     config = make_config({"device": device.type, "precision": "bf16", "iterations": iterations, "frames": frames})
@@ -150,10 +130,6 @@ def main(argv: list[str] | None = None) -> None:
     for frames in (430, 173) if args.runs else ():
         rows.append(run_row(device, frames, args.runs, args.iterations))
         print("  ", rows[-1], flush=True)
-    fold_rows = []
-    for frames in (430, 173):
-        fold_rows.append(kernels_row(device, frames, args.pairs))
-        print("  ", fold_rows[-1], flush=True)
     report = (f"# bf16 step: compiled passes (fused.py) against autograd, alternated\n\nCommand: `{command.strip()}`"
               f"\n\nMachine: {machine(device)}; date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Steps on "
               "synthetic spectrograms through an anchor near them; runs on the paper's songs where "
@@ -161,12 +137,7 @@ def main(argv: list[str] | None = None) -> None:
               "Times in ms; difference = autograd - "
               "compiled (positive: the compiled passes are faster), median and quartiles over the pairs.\n\n"
               + table(["case", "pairs", "compiled ms", "autograd ms", "difference ms (quartiles)",
-                       "compiled faster in", "bf16 floor: compiled / autograd x floor"], rows)
-              + "\n\n## kernels.py's C kernels against torch's versions\n\nThe same bf16 step (compiled passes on) "
-              "with the input gradient's fold and `difference_terms` in C or in torch (the fold in float32 both "
-              "ways, the same numbers bit for bit). Difference = torch - C (positive: the kernels are faster).\n\n"
-              + table(["case", "pairs", "C ms", "torch ms", "difference ms (quartiles)", "C faster in"],
-                      [r[:6] for r in fold_rows]))
+                       "compiled faster in", "bf16 floor: compiled / autograd x floor"], rows))
     print(report)
     if args.out:
         write_text(Path(args.out), report)

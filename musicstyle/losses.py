@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import torch
 
-from . import kernels
 from .network import product_columns
 
 
@@ -174,13 +173,7 @@ def difference_terms(products: torch.Tensor, anchor_ftf: torch.Tensor
     """What the first product of `style_through_difference` gives, (T + Ts + padded, padded) rows
     F0^T D, S^T D, D^T D, turned into: F^T F = A0 + dA (T, T); the second-order value terms
     2 <A0, D^T D> + ||dA||^2 - 2 ||dB||^2 (0-d float64); and the second product's right operand
-    [dA; -dB; A; 0] (the products' shape and dtype).
-
-    On a CPU, one pass of a C kernel (`kernels.difference_terms_bf16`) where one could be compiled;
-    the same float32 sums, the value's terms summed in float64 there (here the first in float32)."""
-    terms = kernels.difference_terms_bf16(products, anchor_ftf)
-    if terms is not None:
-        return terms
+    [dA; -dB; A; 0] (the products' shape and dtype)."""
     frames, fixed = anchor_ftf.shape[0], products.shape[0] - products.shape[1]
     p = products[:fixed + frames, :frames].float()  # the padding's rows and columns are zeros
     f0d, db, dd = p[:frames], p[frames:fixed], p[fixed:]

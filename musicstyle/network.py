@@ -20,8 +20,6 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from . import kernels
-
 
 def glorot_std(n_bins: int, filters: int, kernel_width: int, gain: float) -> float:
     """gain * sqrt(2 / ((fan_in + fan_out) * width)); the base paper's gain is sqrt(2)."""
@@ -112,13 +110,9 @@ def fold_padded(columns: torch.Tensor, kernel_width: int, frames: int) -> torch.
     bfloat16 columns (and returned so), in columns' dtype otherwise.
 
     `columns` holds frames - width + 1 columns of data, then zeros, frames + 1 columns at least.
-    Bfloat16 on a CPU goes through a C kernel where one could be compiled (`kernels.fold_bf16`).
-    Otherwise: row k of a bin's (width, padded) block, read flat with row length padded - 1, is
+    Row k of a bin's (width, padded) block, read flat with row length padded - 1, is
     shifted by k, so the overlap-add is one strided sum over the taps.
     """
-    folded = kernels.fold_bf16(columns, kernel_width, frames)
-    if folded is not None:
-        return folded
     rows, padded = columns.shape
     bins = rows // kernel_width
     flat = columns.reshape(bins, kernel_width * padded)[:, : kernel_width * (padded - 1)]
