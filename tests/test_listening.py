@@ -1,0 +1,111 @@
+"""The listening report: built from a real smoke sweep, then opened in headless Chromium."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from musicstyle.listening import fmt, write_ogg, write_sweep_listening_report
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+K = 3
+
+
+@pytest.fixture(scope="module")
+def sweep_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A four-trial smoke sweep (the paper's four rows) and its listening report."""
+    root = tmp_path_factory.mktemp("sweep")
+    subprocess.run([sys.executable, "sweep.py", "--config", "configs/smoke.yaml", "--results", str(root),
+                    "--trials", "5", "--set", "fixed.iterations=4", "--workers", "1", "--quiet"],
+                   cwd=REPO, check=True, capture_output=True, timeout=300,
+                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    folder = root / "smoke"
+    write_sweep_listening_report(folder, k=K)
+    return folder
+
+
+def best_from_csv(folder: Path) -> pd.DataFrame:
+    """The k best trials computed from trials.csv here, independently of the report's code."""
+    trials = pd.read_csv(folder / "trials.csv")
+    done = trials[(trials["state"] == "COMPLETE") & trials["discarded"].isna()]
+    return done.sort_values("objective_quality_score").head(K)
+
+
+def test_report_files_and_size(sweep_results: Path) -> None:
+    html = (sweep_results / "report.html").read_text()
+    assert "<audio" in html and 'id="best-trials"' in html
+    for name in ("trials.csv", "pairs.csv"):
+        assert name in html or (sweep_results / name).exists()
+    listen = sweep_results / "listen"
+    oggs = list(listen.rglob("*.ogg"))
+    assert oggs and all(p.read_bytes()[:4] == b"OggS" for p in oggs)
+    total = sum(p.stat().st_size for p in listen.rglob("*") if p.is_file())
+    assert total < 10 * 2**20
+    table = html.split('id="best-trials"', 1)[1].split("</table>", 1)[0]
+    shown = [int(n) for n in re.findall(r"<tr>\s*<td>(\d+)</td>", table)]
+    assert shown == list(best_from_csv(sweep_results)["trial"])
+
+
+def test_ogg_round_trip(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    t = np.arange(16000) / 16000
+    write_ogg(tmp_path / "a.ogg", 0.5 * np.sin(2 * np.pi * 440 * t), 16000)
+    audio, rate = sf.read(tmp_path / "a.ogg")
+    assert rate == 16000 and abs(len(audio) - 16000) < 100
+    assert 0.3 < np.max(np.abs(audio)) < 0.7
+
+
+def test_report_in_chromium(sweep_results: Path, tmp_path: Path) -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("headless Chromium is not installed (`apt-get install chromium`; .ci/run installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in requirements-dev.txt")
+    errors: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--autoplay-policy=no-user-gesture-required"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("requestfailed", lambda r: errors.append(f"failed: {r.url}"))
+            page.goto((sweep_results / "report.html").as_uri(), wait_until="load")
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('audio')].every(a => a.readyState >= 1 || a.error)",
+                timeout=15000)
+            audio = page.eval_on_selector_all(
+                "audio", "els => els.map(a => ({src: a.currentSrc, duration: a.duration, error: a.error && a.error.code}))")
+            images = page.eval_on_selector_all(
+                "img", "els => els.map(i => ({src: i.currentSrc, width: i.naturalWidth}))")
+            rows = page.eval_on_selector_all(
+                "#best-trials tbody tr", "trs => trs.map(tr => [...tr.cells].map(c => c.textContent.trim()))")
+            header = page.eval_on_selector_all("#best-trials thead th", "ths => ths.map(th => th.textContent.trim())")
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert not errors, errors
+    assert audio, "no <audio> element on the page"
+    for a in audio:
+        assert a["error"] is None and a["duration"] > 0 and math.isfinite(a["duration"]), a
+    roles = {Path(a["src"]).stem.split("_")[1] for a in audio if "/clips/" in a["src"]}
+    assert {"content", "style"} <= roles
+    assert images and all(i["width"] > 0 for i in images), [i for i in images if i["width"] == 0]
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+    expected = best_from_csv(sweep_results)
+    assert len(rows) == len(expected)
+    for cells, (_, row) in zip(rows, expected.iterrows()):
+        for name, cell in zip(header, cells):
+            value = row[name]
+            if isinstance(value, float) and math.isnan(value):
+                assert cell == "", (name, cell)
+            else:
+                assert cell == fmt(value), (name, cell, value)
