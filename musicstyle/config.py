@@ -1,7 +1,7 @@
 """Every setting of one style-transfer run, with its single default.
 
-The defaults are the base paper's (Ulyanov & Lebedev 2016, TensorFlow notebook; see
-`../shared/REFERENCE.md`), so a run with no options reproduces its result. The command line,
+The defaults are the base paper's (Ulyanov & Lebedev 2016, its TensorFlow notebook), so a run
+with no options reproduces its result. The command line,
 the YAML sweep configs and the tests all read their defaults from `TransferConfig`.
 """
 

@@ -121,6 +121,11 @@ def write_listening_report(folder: str | Path, *, title: str, summary: list[str]
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined)
+    import re
+
+    from markupsafe import Markup, escape
+
+    summary = [Markup(re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", str(escape(line)))) for line in summary]  # **bold**
     html = env.get_template(TEMPLATE).render(title=title, summary=summary, tables=tables, plots=plots,
                                              trials=trials, listen_note=listen_note, footer=footer)
     path = Path(folder) / "report.html"

@@ -83,7 +83,8 @@ def test_report_in_chromium(sweep_results: Path, tmp_path: Path) -> None:
                 "() => [...document.querySelectorAll('audio')].every(a => a.readyState >= 1 || a.error)",
                 timeout=15000)
             audio = page.eval_on_selector_all(
-                "audio", "els => els.map(a => ({src: a.currentSrc, duration: a.duration, error: a.error && a.error.code}))")
+                "audio", "els => els.map(a => ({src: a.currentSrc, duration: a.duration, "
+                         "error: a.error && a.error.code}))")
             images = page.eval_on_selector_all(
                 "img", "els => els.map(i => ({src: i.currentSrc, width: i.naturalWidth}))")
             rows = page.eval_on_selector_all(
