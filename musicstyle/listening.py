@@ -23,7 +23,7 @@ TEMPLATE = "report.html.j2"
 SWEEP_PLOTS = ("by_activation.png", "history.png", "importance.png", "alpha_beta.png", "runtime_quality.png",
                "loss_curves.png", "best_spectrograms.png")
 SCORES = ("quality_score", "style_distance", "content_distance", "spectral_convergence", "final_loss")
-CLIP_KEYS = ("offset_seconds", "clip_seconds", "sample_rate_hz", "hop")
+CLIP_KEYS = ("offset_seconds", "clip_seconds", "sample_rate_hz", "n_fft", "hop")
 
 
 @dataclass
@@ -191,8 +191,10 @@ class _Clips:
         self.results_dir, self.pairs, self.configs = results_dir, pairs, configs
         self.done: dict[tuple[str, str], Clip] = {}
 
-    def clip(self, trial: int, pair: str, role: str, spec: np.ndarray, vmax: float) -> Clip:
+    def clip(self, trial: int, pair: str, role: str, spec: np.ndarray | None, frames: int, vmax: float) -> Clip:
+        """The role's clip (content, style, target) as the trial read it; `spec` None: computed here."""
         from .audio import load_clip
+        from .spectrogram import log_magnitude
 
         rows = self.pairs[(self.pairs["trial"] == trial) & (self.pairs["pair"] == pair)]
         if rows.empty or role not in rows or rows.iloc[0][role] != rows.iloc[0][role]:
@@ -207,16 +209,19 @@ class _Clips:
         caption = Path(str(row[role])).name
         if settings:
             rate, hop = int(settings["sample_rate_hz"]), int(settings["hop"])
-            spectrogram_png(self.results_dir / f"{stem}.png", spec, rate, hop, f"{pair}: {role}", vmax)
-            image_rel = f"{stem}.png"
             offset = float(settings["offset_seconds"] or 0.0)
             try:
                 audio = load_clip(row[role], rate, offset, settings["clip_seconds"])
-                write_ogg(self.results_dir / f"{stem}.ogg", audio[: spec.shape[1] * hop], rate)
+                if spec is None:
+                    spec = log_magnitude(audio, int(settings["n_fft"]), hop)[:, :frames]
+                write_ogg(self.results_dir / f"{stem}.ogg", audio[: frames * hop], rate)
                 audio_rel = f"{stem}.ogg"
-                caption += f", {offset:g} s + {spec.shape[1] * hop / rate:.2f} s"
+                caption += f", {offset:g} s + {frames * hop / rate:.2f} s"
             except Exception as err:  # a moved or unreadable song: the page says so and goes on
                 caption += f" (cannot read: {type(err).__name__})"
+            if spec is not None:
+                spectrogram_png(self.results_dir / f"{stem}.png", spec, rate, hop, f"{pair}: {role}", vmax)
+                image_rel = f"{stem}.png"
         else:
             caption += " (clip settings not recorded)"
         self.done[key] = Clip(role, audio_rel, image_rel, caption)
@@ -241,13 +246,15 @@ def _trial_view(results_dir: Path, row: pd.Series, params: list[str], clips: _Cl
     with np.load(archive) as data:
         specs = {name: data[name].astype(np.float32) for name in data.files}
     for pair in sorted({name.split("/")[0] for name in specs}):
-        roles = [r for r in ("content", "style", "target", "output") if f"{pair}/{r}" in specs]
-        vmax = max(float(np.max(specs[f"{pair}/{r}"])) for r in roles if r in ("content", "style"))
-        shown = [clips.clip(number, pair, r, specs[f"{pair}/{r}"], vmax) for r in roles if r != "output"]
+        rows = pairs[(pairs["trial"] == number) & (pairs["pair"] == pair)]
+        has_target = len(rows) and "target" in rows and rows.iloc[0]["target"] == rows.iloc[0]["target"]
+        roles = ["content", "style", *(["target"] if has_target or f"{pair}/target" in specs else [])]
+        vmax = max(float(np.max(specs[f"{pair}/{r}"])) for r in ("content", "style"))
+        frames = specs[f"{pair}/output"].shape[1]
+        shown = [clips.clip(number, pair, r, specs.get(f"{pair}/{r}"), frames, vmax) for r in roles]
         wav = folder / f"{pair}.wav"
         stem = f"listen/trial_{number:04d}/{_slug(pair)}"
         rate = sf.info(str(wav)).samplerate if wav.exists() else None
-        rows = pairs[(pairs["trial"] == number) & (pairs["pair"] == pair)]
         hop = (clip_settings(rows.iloc[0], clips.configs) or {}).get("hop") if len(rows) else None
         output = Clip("output", None, None, f"trial {number}")
         if rate:

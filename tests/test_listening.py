@@ -110,3 +110,15 @@ def test_report_in_chromium(sweep_results: Path, tmp_path: Path) -> None:
                 assert cell == "", (name, cell)
             else:
                 assert cell == fmt(value), (name, cell, value)
+
+
+def test_a_pair_with_a_target_gets_its_player(sweep_results: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "smoke"
+    shutil.copytree(sweep_results, folder, ignore=shutil.ignore_patterns("listen", "report.html"))
+    pairs = pd.read_csv(folder / "pairs.csv")
+    pairs["target"] = pairs["style"]  # any readable file stands in for a rendered target here
+    pairs.to_csv(folder / "pairs.csv", index=False)
+    html = write_sweep_listening_report(folder, k=1).read_text()
+    targets = sorted((folder / "listen" / "clips").glob("*_target_*"))
+    assert {p.suffix for p in targets} == {".ogg", ".png"}
+    assert html.count("<b>target</b>") == html.count("<b>content</b>") > 0
