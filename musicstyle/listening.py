@@ -293,14 +293,18 @@ def write_sweep_listening_report(results_dir: str | Path, k: int = 3) -> Path:
     objective_columns = [c for c in trials if c.startswith("objective_")]
     measures = ["final_loss", "quality_score", "style_distance", "content_distance", "spectral_convergence",
                 "runtime_seconds"]
-    tables = [html_table(best[["trial", *objective_columns, *params, *measures, "paper_row"]], "best-trials",
+    def cols(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+        return frame[[n for n in names if n in frame]]
+
+    tables = [html_table(cols(best, ["trial", *objective_columns, *params, *measures, "paper_row"]), "best-trials",
                          f"Best trials (objective {objective}, lower is better)",
                          "From trials.csv: the completed trials with the lowest objective."),
-              html_table(paper[["paper_row", "trial", "state", "paper_loss", *measures]], "paper-rows",
+              html_table(cols(paper, ["paper_row", "trial", "state", "paper_loss", *measures]), "paper-rows",
                          "The paper's rows: its final loss beside the loss and the fair measures measured here",
                          "The paper's losses are on its two songs at full size; a total loss compares only runs "
                          "with the same weights, activation and optimiser. The fair measures compare all rows."),
-              html_table(report.activation_table(trials), "by-activation",
+              html_table(report.activation_table(trials) if "activation" in trials else trials[:0][[]],
+                         "by-activation",
                          "Fair measures per activation (completed trials, mean ± std)")]
     states = trials[trials["discarded"] == ""]["state"].value_counts().to_dict()
     pair_names = list(dict.fromkeys(pairs["pair"])) if "pair" in pairs else []

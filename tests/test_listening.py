@@ -122,3 +122,23 @@ def test_a_pair_with_a_target_gets_its_player(sweep_results: Path, tmp_path: Pat
     targets = sorted((folder / "listen" / "clips").glob("*_target_*"))
     assert {p.suffix for p in targets} == {".ogg", ".png"}
     assert html.count("<b>target</b>") == html.count("<b>content</b>") > 0
+
+
+def test_clip_settings_prefer_pairs_csv_columns() -> None:
+    from musicstyle.listening import clip_settings
+
+    configs = {3: {"offset_seconds": 5.0, "clip_seconds": 4.0, "sample_rate_hz": 22050, "n_fft": 2048, "hop": 512}}
+    own = pd.Series({"trial": 3, "offset_seconds": 1.5, "clip_seconds": float("nan"), "sample_rate_hz": 16000,
+                     "n_fft": 512, "hop": 256})
+    assert clip_settings(own, configs) == {"offset_seconds": 1.5, "clip_seconds": None, "sample_rate_hz": 16000,
+                                           "n_fft": 512, "hop": 256}
+    assert clip_settings(pd.Series({"trial": 3}), configs) == configs[3]
+    assert clip_settings(pd.Series({"trial": 4}), configs) is None
+
+
+def test_empty_results_give_a_page(tmp_path: Path) -> None:
+    pd.DataFrame(columns=["trial", "state", "objective_quality_score", "discarded"]).to_csv(
+        tmp_path / "trials.csv", index=False)
+    pd.DataFrame(columns=["trial", "pair"]).to_csv(tmp_path / "pairs.csv", index=False)
+    html = write_sweep_listening_report(tmp_path).read_text()
+    assert 'id="best-trials"' in html and "<audio" not in html
