@@ -162,7 +162,6 @@ def _trial_configs(results_dir: Path) -> dict[int, dict[str, Any]]:
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = JournalStorage(JournalFileBackend(str(journal)))
     configs = {}
     for summary in storage.get_all_studies():
@@ -317,10 +316,16 @@ def write_sweep_listening_report(results_dir: str | Path, k: int = 3) -> Path:
     chosen = [*best["trial"], *[t for t in paper["trial"] if t not in set(best["trial"])]]
     clips = _Clips(results_dir, pairs, _trial_configs(results_dir))
     views = [_trial_view(results_dir, trials[trials["trial"] == t].iloc[0], params, clips, pairs) for t in chosen]
-    return write_listening_report(
+    page = write_listening_report(
         results_dir, title=f"Sweep {results_dir.name}: listening report", summary=summary, tables=tables,
         plots=[p for p in SWEEP_PLOTS if (results_dir / p).exists()], trials=views,
         listen_note=f"The {len(best)} best trials, then the paper's rows. Outputs are the trials' Griffin-Lim "
                     "audio, re-encoded as OGG Vorbis; a pair's spectrograms share the colour scale its content and "
                     "style set.",
         footer="Written by musicstyle.listening from trials.csv, pairs.csv and best/ in this folder.")
+    named = {Path(c.audio or "").as_posix() for v in views for p in v.pairs for c in p.clips} | \
+        {Path(c.image or "").as_posix() for v in views for p in v.pairs for c in p.clips}
+    for stale in (results_dir / "listen").rglob("*"):  # files of an earlier report that this one no longer names
+        if stale.is_file() and stale.relative_to(results_dir).as_posix() not in named:
+            stale.unlink()
+    return page

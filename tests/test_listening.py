@@ -140,5 +140,8 @@ def test_empty_results_give_a_page(tmp_path: Path) -> None:
     pd.DataFrame(columns=["trial", "state", "objective_quality_score", "discarded"]).to_csv(
         tmp_path / "trials.csv", index=False)
     pd.DataFrame(columns=["trial", "pair"]).to_csv(tmp_path / "pairs.csv", index=False)
+    (tmp_path / "listen" / "trial_0001").mkdir(parents=True)
+    (tmp_path / "listen" / "trial_0001" / "old.ogg").write_bytes(b"OggS")  # an earlier report's file
     html = write_sweep_listening_report(tmp_path).read_text()
     assert 'id="best-trials"' in html and "<audio" not in html
+    assert not (tmp_path / "listen" / "trial_0001" / "old.ogg").exists()
