@@ -66,50 +66,68 @@ def test_ogg_round_trip(tmp_path: Path) -> None:
     assert 0.3 < np.max(np.abs(audio)) < 0.7
 
 
-def test_report_in_chromium(sweep_results: Path, tmp_path: Path) -> None:
+def open_in_chromium(page_path: Path, screenshot: Path, table: str = "") -> dict:
+    """Load a report in headless Chromium: console errors, every <audio> and <img>, a table's cells."""
     if not Path(CHROMIUM).exists():
         pytest.skip("headless Chromium is not installed (`apt-get install chromium`; .ci/run installs it)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in requirements-dev.txt")
-    errors: list[str] = []
+    seen: dict = {"errors": []}
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--autoplay-policy=no-user-gesture-required"])
+        browser = p.chromium.launch(executable_path=CHROMIUM)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("requestfailed", lambda r: errors.append(f"failed: {r.url}"))
-            page.goto((sweep_results / "report.html").as_uri(), wait_until="load")
+            page.on("console", lambda m: seen["errors"].append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: seen["errors"].append(str(e)))
+            page.on("requestfailed", lambda r: seen["errors"].append(f"failed: {r.url}"))
+            page.goto(page_path.as_uri(), wait_until="load")
             page.wait_for_function(
                 "() => [...document.querySelectorAll('audio')].every(a => a.readyState >= 1 || a.error)",
                 timeout=15000)
-            audio = page.eval_on_selector_all(
+            seen["audio"] = page.eval_on_selector_all(
                 "audio", "els => els.map(a => ({src: a.currentSrc, duration: a.duration, "
                          "error: a.error && a.error.code}))")
-            images = page.eval_on_selector_all(
+            seen["images"] = page.eval_on_selector_all(
                 "img", "els => els.map(i => ({src: i.currentSrc, width: i.naturalWidth}))")
-            rows = page.eval_on_selector_all(
-                "#best-trials tbody tr", "trs => trs.map(tr => [...tr.cells].map(c => c.textContent.trim()))")
-            header = page.eval_on_selector_all("#best-trials thead th", "ths => ths.map(th => th.textContent.trim())")
-            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+            if table:
+                seen["rows"] = page.eval_on_selector_all(
+                    f"#{table} tbody tr", "trs => trs.map(tr => [...tr.cells].map(c => c.textContent.trim()))")
+                seen["header"] = page.eval_on_selector_all(f"#{table} thead th",
+                                                           "ths => ths.map(th => th.textContent.trim())")
+            page.screenshot(path=str(screenshot), full_page=True)
         finally:
             browser.close()
-    assert not errors, errors
-    assert audio, "no <audio> element on the page"
-    for a in audio:
+    assert not seen["errors"], seen["errors"]
+    assert seen["audio"], "no <audio> element on the page"
+    for a in seen["audio"]:
         assert a["error"] is None and a["duration"] > 0 and math.isfinite(a["duration"]), a
-    roles = {Path(a["src"]).stem.split("_")[1] for a in audio if "/clips/" in a["src"]}
+    assert seen["images"] and all(i["width"] > 0 for i in seen["images"]), seen["images"]
+    assert screenshot.stat().st_size > 10_000
+    return seen
+
+
+def test_report_in_chromium(sweep_results: Path, tmp_path: Path) -> None:
+    seen = open_in_chromium(sweep_results / "report.html", tmp_path / "report.png", table="best-trials")
+    roles = {Path(a["src"]).stem.split("_")[1] for a in seen["audio"] if "/clips/" in a["src"]}
     assert {"content", "style"} <= roles
-    assert images and all(i["width"] > 0 for i in images), [i for i in images if i["width"] == 0]
-    assert (tmp_path / "report.png").stat().st_size > 10_000
     expected = best_from_csv(sweep_results)
-    assert len(rows) == len(expected)
-    for cells, (_, row) in zip(rows, expected.iterrows()):
-        for name, cell in zip(header, cells):
+    assert len(seen["rows"]) == len(expected)
+    for cells, (_, row) in zip(seen["rows"], expected.iterrows()):
+        for name, cell in zip(seen["header"], cells):
             value = row[name]
             if isinstance(value, float) and math.isnan(value):
                 assert cell == "", (name, cell)
             else:
                 assert cell == fmt(value), (name, cell, value)
+
+
+def test_committed_paper_report_plays(tmp_path: Path) -> None:
+    page = REPO / "results" / "paper" / "report.html"
+    seen = open_in_chromium(page, tmp_path / "paper.png")
+    listened = pd.read_csv(REPO / "results" / "paper" / "listen" / "runs.csv")
+    outputs = [a for a in seen["audio"] if "/audio/" in a["src"]]
+    assert sorted(Path(a["src"]).name for a in outputs) == sorted(Path(p).name for p in listened["audio"])
+    size = page.stat().st_size + sum(f.stat().st_size for f in (page.parent / "listen").rglob("*"))
+    assert size < 10 * 2**20
 
 
 def test_a_pair_with_a_target_gets_its_player(sweep_results: Path, tmp_path: Path) -> None:
