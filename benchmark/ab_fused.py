@@ -8,7 +8,7 @@ grouped them by precision, the few milliseconds at stake got lost there between 
 steps (this machine's L3 cache is shared). Here the two versions alternate back to back
 (the order swapped every round) on the same inputs: steps at the base shapes and at the sweep's
 173-frame clips, and whole L-BFGS runs on the paper's songs (synthetic spectrograms where
-MUSICSTYLE_PAPER_SONGS lacks them), per evaluation with scipy's own work. Reported: medians, and the median and
+$MUSICSTYLE_PAPER_SONGS lacks them), per evaluation with scipy's own work. Reported: medians, and the median and
 quartiles of the paired differences.
 """
 
@@ -133,9 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     report = (f"# bf16 step: compiled passes (fused.py) against autograd, alternated\n\nCommand: `{command.strip()}`"
               f"\n\nMachine: {machine(device)}; date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Steps on "
               "synthetic spectrograms through an anchor near them; runs on the paper's songs where "
-              "MUSICSTYLE_PAPER_SONGS has them, the problem built inside each run as in a sweep's trial. "
-              "Times in ms; difference = autograd - "
-              "compiled (positive: the compiled passes are faster), median and quartiles over the pairs.\n\n"
+              "$MUSICSTYLE_PAPER_SONGS has them, the problem built inside each run as in a sweep's trial. Times in ms; "
+              "difference = autograd - compiled (positive: the compiled passes are faster), median and quartiles "
+              "over the pairs.\n\n"
               + table(["case", "pairs", "compiled ms", "autograd ms", "difference ms (quartiles)",
                        "compiled faster in", "bf16 floor: compiled / autograd x floor"], rows))
     print(report)

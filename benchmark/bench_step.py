@@ -70,7 +70,6 @@ from musicstyle.paper import PAPER_ROWS  # noqa: E402
 from musicstyle.reconstruct import griffin_lim, griffin_lim_librosa  # noqa: E402
 from musicstyle.reference import StraightStep  # noqa: E402
 
-PAPER_SONGS = Path(os.environ.get("MUSICSTYLE_PAPER_SONGS", "/nonexistent"))  # the folder with the paper's songs
 HAVE_LIBROSA = importlib.util.find_spec("librosa") is not None  # audio sections need it (GPU boxes may lack it)
 Step = Callable[[torch.Tensor], tuple[float, torch.Tensor]]  # (bins, frames) -> (loss, gradient)
 BF16_ROUNDS_FACTOR = 3  # the bf16 step table's rows are interleaved among themselves, this many times the rounds
@@ -209,9 +208,12 @@ def start_spectrogram(content: torch.Tensor) -> torch.Tensor:
 
 
 def paper_pair(config: TransferConfig) -> tuple[np.ndarray, np.ndarray, str]:
-    """The paper's songs' (bins, config.frames) log-magnitudes where MUSICSTYLE_PAPER_SONGS has them, else a
+    """The paper's songs' (bins, config.frames) log-magnitudes where $MUSICSTYLE_PAPER_SONGS has them, else a
     synthetic pair."""
-    content, style = PAPER_SONGS / "imperial.mp3", PAPER_SONGS / "usa.mp3"
+    from musicstyle.paper import paper_songs_dir
+
+    folder = paper_songs_dir()
+    content, style = (folder / "imperial.mp3", folder / "usa.mp3") if folder else (Path("-"), Path("-"))
     if content.exists() and style.exists():
         from musicstyle.transfer import load_pair
 

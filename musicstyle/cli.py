@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .config import FIELDS, TransferConfig, make_config
-from .errors import MusicStyleError
+from .errors import ConfigError, MusicStyleError
 from .io import ensure_writable_folder
 from .progress import iteration_printer
 
@@ -83,19 +83,33 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     import shlex
 
-    from .paper import paper_song_paths
+    import pandas as pd
+
+    from .listen_paper import LISTEN, listen_runs, write_paper_listening_report
+    from .paper import PAPER_SONGS_ENV, paper_song_paths, paper_songs_dir
     from .reproduce import plan_runs, run_all, write_report
 
     base = config_from_args(args)
     out_dir = Path(args.out)
     check_writable(out_dir / "report.md")
+    args.paper_dir = paper_songs_dir(args.paper_dir)
+    if args.paper_dir is None:
+        raise ConfigError(f"reproduce needs --paper-dir DIR or ${PAPER_SONGS_ENV} (the folder with imperial.mp3 "
+                          "and usa.mp3)")
     paper_song_paths(args.paper_dir)
+    if args.listen:  # the rows once more, keeping their audio, recorded apart from the comparison's runs
+        run_all(args.paper_dir, out_dir / LISTEN, base, listen_runs(), workers=args.workers)
+        frame = pd.read_csv(out_dir / "runs.csv") if (out_dir / "runs.csv").exists() else pd.DataFrame()
+        html = write_paper_listening_report(out_dir, frame, base, args.paper_dir)
+        print(f"wrote {html} and {out_dir / LISTEN / 'runs.csv'}")
+        return 0
     runs = plan_runs(args.seeds, args.variant_seeds, quick=args.quick)
     print(f"{len(runs)} runs on the paper's songs, results in {out_dir}", file=sys.stderr)
     frame = run_all(args.paper_dir, out_dir, base, runs, workers=args.workers)
     command = args.command_line or "python -m musicstyle " + shlex.join(sys.argv[1:])
     report = write_report(frame, out_dir, base, command)
-    print(f"wrote {report}, {out_dir / 'runs.csv'} and plots")
+    html = write_paper_listening_report(out_dir, frame, base, args.paper_dir)
+    print(f"wrote {report}, {html}, {out_dir / 'runs.csv'} and plots")
     return 0
 
 
@@ -120,11 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.set_defaults(func=cmd_transfer)
 
     reproduce = commands.add_parser("reproduce", help="reproduce and extend the paper's 559 vs 81.79 comparison")
-    reproduce.add_argument("--paper-dir", required=True, help="folder with imperial.mp3 and usa.mp3")
+    reproduce.add_argument("--paper-dir",
+                           help="folder with imperial.mp3 and usa.mp3 (default: $MUSICSTYLE_PAPER_SONGS)")
     reproduce.add_argument("--out", default="results/paper", help="report folder (default: results/paper)")
     reproduce.add_argument("--seeds", type=int, default=3, help="seeds for the four rows and the ablation")
     reproduce.add_argument("--variant-seeds", type=int, default=1, help="seeds for each variant")
     reproduce.add_argument("--quick", action="store_true", help="one run of each kind (a smoke test)")
+    reproduce.add_argument("--listen", action="store_true",
+                           help="only run the paper's rows once (seed 0) keeping their audio, in OUT/listen/, "
+                                "and write OUT/report.html")
     reproduce.add_argument("--workers", type=int, default=1,
                            help="processes running at once (default 1; more pays on a GPU or many cores)")
     reproduce.add_argument("--command-line", help=argparse.SUPPRESS)

@@ -16,7 +16,7 @@ import yaml
 
 from .audio import duration_seconds
 from .errors import AudioError, ConfigError
-from .paper import paper_song_paths
+from .paper import PAPER_SONGS_ENV, paper_song_paths, paper_songs_dir
 from .sweepconfig import SweepSettings
 from .values import number, reject_unknown
 
@@ -77,8 +77,10 @@ def builtin_pairs(content_kind: str = "acoustic", style_kind: str = "electronic"
 
 def paper_pairs(paper_dir: str | Path | None) -> list[SongPair]:
     """The base paper's two songs: imperial.mp3 (content) and usa.mp3 (style) in `paper_dir`."""
-    if not paper_dir:
-        raise ConfigError("--corpus paper needs --paper-dir DIR (the folder with imperial.mp3 and usa.mp3)")
+    paper_dir = paper_songs_dir(paper_dir)
+    if paper_dir is None:
+        raise ConfigError(f"--corpus paper needs --paper-dir DIR or ${PAPER_SONGS_ENV} (the folder with imperial.mp3 "
+                          "and usa.mp3)")
     content, style = paper_song_paths(paper_dir)
     return [SongPair("paper", content, style)]
 

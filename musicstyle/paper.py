@@ -1,8 +1,13 @@
-"""The base paper's songs (where to get them, their checksums) and the table this project reproduces."""
+"""The base paper's songs and the table this project reproduces.
+
+The songs are not shipped: they are found through `--paper-dir` or the environment variable
+`MUSICSTYLE_PAPER_SONGS` (`fetch-paper-songs` downloads them).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +21,13 @@ SONG_SHA256 = {
     "usa.mp3": "193f8fafe1c0755472cf20818eb4ac3549076d1fb358bb7370dc1ee8b11bec55",  # style
 }
 CONTENT_SONG, STYLE_SONG = "imperial.mp3", "usa.mp3"
+PAPER_SONGS_ENV = "MUSICSTYLE_PAPER_SONGS"
+
+
+def paper_songs_dir(given: str | Path | None = None) -> Path | None:
+    """The folder with the paper's songs: `given` (--paper-dir), else $MUSICSTYLE_PAPER_SONGS, else None."""
+    value = given or os.environ.get(PAPER_SONGS_ENV)
+    return Path(value) if value else None
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ class Run:
     row: str  # the paper row it varies, or "" for ablation cells
     settings: dict[str, Any] = field(hash=False)
     seed: int = 0
+    keep_audio: bool = field(default=False, compare=False)  # write its output under audio/ (listen_paper.py)
 
     @property
     def run_id(self) -> str:
@@ -56,7 +57,7 @@ def plan_runs(seeds: int, variant_seeds: int, quick: bool = False) -> list[Run]:
     """The list of runs: rows and ablation over `seeds` seeds, variants over `variant_seeds`."""
     runs: list[Run] = []
     for row in PAPER_ROWS:
-        runs += [Run("rows", row.name, row.name, row.settings, s) for s in range(seeds)]
+        runs += [Run("rows", row.name, row.name, row.settings, s, keep_audio=s == 0) for s in range(seeds)]
     for name, (alpha, beta) in WEIGHTS.items():
         for activation in ACTIVATIONS:
             settings = {"activation": activation, "alpha": alpha, "beta": beta}
@@ -112,6 +113,11 @@ def run_one(run: Run, pair, base: TransferConfig, out_dir: Path) -> dict[str, An
                            result.optimization.spectrogram},
                           out_dir / "base_row_spectrograms.png", config.sample_rate_hz, config.hop,
                           title="Base paper's settings on its two songs")
+    if run.keep_audio:
+        from .listen_paper import keep_audio
+
+        record["audio"] = keep_audio(out_dir, run, result.audio, result.optimization.spectrogram,
+                                     config.sample_rate_hz)
     summary = result.summary()
     summary.pop("config")
     summary["iterations_done"] = summary.pop("iterations")

@@ -1,4 +1,4 @@
-"""Shared test fixtures: generated audio, the paper's songs where MUSICSTYLE_PAPER_SONGS names them,
+"""Shared test fixtures: generated audio, the paper's songs where $MUSICSTYLE_PAPER_SONGS names them,
 bf16 forced on any CPU, and a throwaway PostgreSQL server."""
 
 from __future__ import annotations
@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from musicstyle.paper import paper_songs_dir
+
 REPO = Path(__file__).resolve().parents[1]
+PAPER_SONGS = paper_songs_dir()  # $MUSICSTYLE_PAPER_SONGS, or None: the songs are never in the project
 
 
 def tone_mix(seconds: float, sample_rate_hz: int, freqs: tuple[float, ...], seed: int = 0) -> np.ndarray:
@@ -34,15 +37,13 @@ def song_pair(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.fixture
 def paper_songs() -> tuple[Path, Path]:
-    """The base paper's content and style songs from the folder MUSICSTYLE_PAPER_SONGS names (skip where unset)."""
-    import os
-
-    folder = os.environ.get("MUSICSTYLE_PAPER_SONGS")
-    if not folder:
-        pytest.skip("MUSICSTYLE_PAPER_SONGS is not set (the folder holding the paper's imperial.mp3 and usa.mp3)")
-    content, style = Path(folder) / "imperial.mp3", Path(folder) / "usa.mp3"
+    """The base paper's content and style songs from $MUSICSTYLE_PAPER_SONGS (skip where unset or absent)."""
+    if PAPER_SONGS is None:
+        pytest.skip("MUSICSTYLE_PAPER_SONGS is not set (the folder with the paper's imperial.mp3 and usa.mp3; "
+                    "`python -m musicstyle fetch-paper-songs DIR` downloads them)")
+    content, style = PAPER_SONGS / "imperial.mp3", PAPER_SONGS / "usa.mp3"
     if not (content.exists() and style.exists()):
-        pytest.skip(f"the paper's songs are not in MUSICSTYLE_PAPER_SONGS={folder}")
+        pytest.skip(f"the paper's songs are not in MUSICSTYLE_PAPER_SONGS={PAPER_SONGS}")
     return content, style
 
 

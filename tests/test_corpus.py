@@ -95,8 +95,12 @@ def test_folders_pair_by_matching_names_else_sorted_order(tmp_path):
         pairs_from_folders(content, style)
 
 
-def test_paper_corpus_needs_the_songs(tmp_path):
-    with pytest.raises(ConfigError, match="--paper-dir"):
+def test_paper_corpus_needs_the_songs(tmp_path, monkeypatch):
+    monkeypatch.delenv("MUSICSTYLE_PAPER_SONGS", raising=False)
+    with pytest.raises(ConfigError, match="--paper-dir DIR or .MUSICSTYLE_PAPER_SONGS"):
+        resolve_corpus("paper")
+    monkeypatch.setenv("MUSICSTYLE_PAPER_SONGS", str(tmp_path / "songs"))
+    with pytest.raises(AudioError, match="songs/imperial.mp3"):
         resolve_corpus("paper")
     with pytest.raises(AudioError, match="imperial.mp3"):
         resolve_corpus("paper", paper_dir=str(tmp_path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -85,9 +86,35 @@ def test_reduced_reproduction_writes_the_report_and_resumes(songs_dir, tmp_path)
     for png in ("loss_by_activation.png", "quality_by_activation.png", "base_row_spectrograms.png"):
         with Image.open(out / png) as image:
             assert image.size[0] > 400 and np.unique(np.asarray(image.convert("L"))).size > 20
+    html = (out / "report.html").read_text()  # the listening report: the four rows' audio, seed 0
+    kept = runs[runs["audio"].notna()]
+    assert sorted(kept["row"]) == sorted(r.name for r in PAPER_ROWS) and (kept["seed"] == 0).all()
+    for audio in kept["audio"]:
+        assert (out / audio).read_bytes()[:4] == b"OggS" and f'src="{audio}"' in html
+    assert html.count("<audio") == 3 * len(PAPER_ROWS) and 'src="listen/content.ogg"' in html
     again = reproduce(out, songs_dir, "--workers", "2")
     assert again.returncode == 0 and "run 1/" not in again.stderr  # everything was already done
     assert len(pd.read_csv(out / "runs.csv")) == len(runs)
+
+
+def test_listen_keeps_the_rows_audio_apart(paper_songs, tmp_path):
+    out = tmp_path / "paper"
+    done = subprocess.run([sys.executable, "-m", "musicstyle", "reproduce", "--out", str(out), "--listen",
+                           *REDUCED[1:]], capture_output=True, text=True, cwd=REPO, timeout=900,
+                          env={**os.environ, "MUSICSTYLE_PAPER_SONGS": str(paper_songs[0].parent)})
+    assert done.returncode == 0, done.stderr
+    assert not (out / "runs.csv").exists()  # the comparison's own runs are untouched
+    listened = pd.read_csv(out / "listen" / "runs.csv")
+    assert sorted(listened["row"]) == sorted(r.name for r in PAPER_ROWS) and (listened["state"] == "ok").all()
+    html = (out / "report.html").read_text()
+    assert html.count("<audio") == 3 * len(PAPER_ROWS) and "listen/runs.csv" in html
+
+
+def test_reproduce_without_songs_is_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "MUSICSTYLE_PAPER_SONGS"}
+    done = subprocess.run([sys.executable, "-m", "musicstyle", "reproduce", "--out", str(tmp_path)],
+                          capture_output=True, text=True, cwd=REPO, env=env)
+    assert done.returncode == 2 and "MUSICSTYLE_PAPER_SONGS" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_missing_songs_are_one_line(tmp_path):
