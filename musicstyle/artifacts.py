@@ -35,18 +35,19 @@ def attach_artifacts(study: optuna.Study, trial: int | FrozenTrial | optuna.Tria
     """Upload `files` as artifacts of `trial` (a number, a FrozenTrial or a running Trial) into the store
     at `artifact_dir`, through Optuna's public `upload_artifact`.
 
-    Optuna attaches artifacts to a trial only while it runs; for a finished trial the files become
-    artifacts of the study, named `trial_NNNN_<file>` (the dashboard lists and plays them on the study's
-    page). A name already attached is skipped, so calling again adds nothing twice. Returns the new ids.
+    Optuna attaches artifacts to a trial only while it runs (the running `optuna.Trial` this process
+    asked for: the sweep attaches a new best trial's files before it tells the result); any other trial's
+    files become artifacts of the study, named `trial_NNNN_<file>` (the dashboard lists and plays them on
+    the study's page). A name already attached is skipped, so calling again adds nothing twice. Returns
+    the new ids.
     """
     target = _trial(study, trial)
-    running = isinstance(target, optuna.Trial) or target.state == optuna.trial.TrialState.RUNNING
+    running = isinstance(target, optuna.Trial)
     owner: Any = target if running else study
     prefix = "" if running else f"trial_{target.number:04d}_"
-    storage = study._storage  # upload_artifact needs the storage for a FrozenTrial
     Path(artifact_dir).mkdir(parents=True, exist_ok=True)
     store = FileSystemArtifactStore(str(artifact_dir))
-    have = {meta.filename for meta in get_all_artifact_meta(owner, storage=storage)}
+    have = {meta.filename for meta in get_all_artifact_meta(owner)}
     ids = []
     with tempfile.TemporaryDirectory() as tmp:
         for path in map(Path, files):
@@ -58,7 +59,7 @@ def attach_artifacts(study: optuna.Study, trial: int | FrozenTrial | optuna.Tria
                 path = Path(tmp) / name
             mimetype = "audio/wav" if path.suffix == ".wav" else mimetypes.guess_type(path.name)[0]
             ids.append(upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=owner,
-                                       storage=storage, mimetype=mimetype))
+                                       mimetype=mimetype))
             have.add(name)
     return ids
 

@@ -275,7 +275,8 @@ def write_sweep_listening_report(results_dir: str | Path, k: int = 3) -> Path:
     Listens to the k best trials and the paper's rows; the content and style clips are read again from
     the files and clip settings pairs.csv records (older results: the trial's config in study.journal).
     """
-    from . import report
+    from .measures import TRIAL_MEASURES
+    from .report import activation_table, best_rows
 
     results_dir = Path(results_dir)
     trials = _read_csv(results_dir / "trials.csv")
@@ -285,9 +286,9 @@ def write_sweep_listening_report(results_dir: str | Path, k: int = 3) -> Path:
             trials[column] = trials[column].astype(object).where(trials[column].notna(), "")
     objective = objective_of(trials)
     columns = {"trial", "state", "seed", "paper_row", "paper_loss", "reason", "discarded", "repeat_of", "retry_of",
-               "duration_seconds", "datetime_start", "datetime_complete", *report.TRIAL_MEASURES}
+               "duration_seconds", "datetime_start", "datetime_complete", *TRIAL_MEASURES}
     params = [c for c in trials if c not in columns and not c.startswith("objective_")]
-    best = report.best_rows(trials, objective, k)
+    best = best_rows(trials, objective, k)
     paper = trials[(trials["paper_row"] != "") & (trials["discarded"] == "")] if "paper_row" in trials else trials[:0]
     objective_columns = [c for c in trials if c.startswith("objective_")]
     measures = ["final_loss", "quality_score", "style_distance", "content_distance", "spectral_convergence",
@@ -302,7 +303,7 @@ def write_sweep_listening_report(results_dir: str | Path, k: int = 3) -> Path:
                          "The paper's rows: its final loss beside the loss and the fair measures measured here",
                          "The paper's losses are on its two songs at full size; a total loss compares only runs "
                          "with the same weights, activation and optimiser. The fair measures compare all rows."),
-              html_table(report.activation_table(trials) if "activation" in trials else trials[:0][[]],
+              html_table(activation_table(trials) if "activation" in trials else trials[:0][[]],
                          "by-activation",
                          "Fair measures per activation (completed trials, mean ± std)")]
     states = trials[trials["discarded"] == ""]["state"].value_counts().to_dict()

@@ -1,16 +1,16 @@
-"""Pieces every report uses: a matplotlib without a display, number formatting, spectrogram panels."""
+"""Pieces every report uses: a matplotlib without a display, number formatting, spectrogram panels, and the
+best-trials and per-activation tables that the sweep's results.md and its listening report share."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from .io import save_figure
-
-if TYPE_CHECKING:
-    import pandas as pd
+from .measures import is_multi_objective, objective_measures
 
 
 def pyplot() -> Any:
@@ -63,3 +63,27 @@ def plot_spectrograms(
     if title:
         fig.suptitle(title)
     save_figure(fig, path)
+
+
+def best_rows(frame: pd.DataFrame, objective: str, k: int = 5) -> pd.DataFrame:
+    """The k best completed trials (several objectives: the non-dominated ones, by quality score)."""
+    done = frame[(frame["state"] == "COMPLETE") & (frame["discarded"] == "")] if not frame.empty else frame
+    if done.empty:
+        return done
+    if not is_multi_objective(objective):
+        return done.sort_values(f"objective_{objective_measures(objective)[0]}").head(k)
+    points = done[objective_measures(objective)].to_numpy(dtype=float)
+    front = [i for i, p in enumerate(points) if not any(np.all(q <= p) and np.any(q < p) for q in points)]
+    return done.iloc[front].sort_values("quality_score")
+
+
+def activation_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per-activation mean ± std over completed trials."""
+    done = frame[(frame["state"] == "COMPLETE") & (frame["discarded"] == "")] if "activation" in frame else frame[:0]
+    rows = []
+    for activation, group in done.groupby("activation"):
+        rows.append({"activation": activation, "trials": len(group),
+                     **{k: mean_std(group[k]) for k in ("final_loss", "quality_score", "style_distance",
+                                                         "content_distance", "spectral_convergence",
+                                                         "runtime_seconds")}})
+    return pd.DataFrame(rows)

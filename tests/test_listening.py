@@ -30,6 +30,7 @@ def sweep_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
                    cwd=REPO, check=True, capture_output=True, timeout=300,
                    env={**os.environ, "OMP_NUM_THREADS": "1"})
     folder = root / "smoke"
+    assert (folder / "report.html").exists()  # the sweep writes it itself; rebuilt here with this test's K
     write_sweep_listening_report(folder, k=K)
     return folder
 
@@ -54,6 +55,20 @@ def test_report_files_and_size(sweep_results: Path) -> None:
     table = html.split('id="best-trials"', 1)[1].split("</table>", 1)[0]
     shown = [int(n) for n in re.findall(r"<tr>\s*<td>(\d+)</td>", table)]
     assert shown == list(best_from_csv(sweep_results)["trial"])
+
+
+def test_the_sweep_attaches_kept_outputs_to_their_trials(sweep_results: Path) -> None:
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    storage = JournalStorage(JournalFileBackend(str(sweep_results / "study.journal")))
+    study = optuna.load_study(study_name="smoke", storage=storage)
+    kept = sorted(int(p.name.split("_")[1]) for p in (sweep_results / "best").glob("trial_*"))
+    assert kept, "no trial kept its outputs"
+    for number in kept:  # each kept trial (a new best or a paper row) carries its WAVs and PNGs
+        names = {m.filename for m in optuna.artifacts.get_all_artifact_meta(study.trials[number], storage=storage)}
+        wavs = {p.name for p in (sweep_results / "best" / f"trial_{number:04d}").glob("*.wav")}
+        assert wavs and wavs <= names and any(n.endswith("_spectrograms.png") for n in names)
 
 
 def test_ogg_round_trip(tmp_path: Path) -> None:

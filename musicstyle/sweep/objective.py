@@ -20,6 +20,7 @@ import resource
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,7 @@ from .plan import SweepPlan
 from .trials import Heartbeat
 
 HISTORY_POINTS = 200  # loss curves kept per pair (downsampled)
+CLIP_SETTINGS = ("offset_seconds", "clip_seconds", "sample_rate_hz", "n_fft", "hop")  # in pairs.csv: the clip heard
 
 
 @dataclass
@@ -114,7 +116,7 @@ def run_pair(pair: SongPair, index: int, config: TransferConfig, cache: PairCach
     """Run one pair; an error becomes a row with its reason (the caller fails the trial)."""
     config = pair_config(config, pair)
     row: dict[str, Any] = {"pair": pair.name, "pair_index": index, "content": str(pair.content),
-                           "style": str(pair.style)}
+                           "style": str(pair.style), **{k: getattr(config, k) for k in CLIP_SETTINGS}}
     start = time.perf_counter()
     try:
         spectrograms = cache.get(pair, config)
@@ -247,8 +249,8 @@ def objective(trial: optuna.Trial, plan: SweepPlan, cache: PairCache,
     return objective_values(summarise(outcomes), plan.objective)
 
 
-def save_best_outputs(plan: SweepPlan, number: int, outcomes: list[PairOutcome]) -> None:
-    """Keep a best trial's WAVs and spectrograms under results/<study>/best/trial_<n>/."""
+def save_best_outputs(plan: SweepPlan, number: int, outcomes: list[PairOutcome]) -> Path:
+    """Keep a trial's WAVs and spectrograms under results/<study>/best/trial_<n>/ (returned)."""
     folder = plan.results_dir / "best" / f"trial_{number:04d}"
     arrays = {}
     for outcome in outcomes:
@@ -259,11 +261,34 @@ def save_best_outputs(plan: SweepPlan, number: int, outcomes: list[PairOutcome])
     if arrays:
         with atomic_path(folder / "spectrograms.npz") as tmp, open(tmp, "wb") as handle:
             np.savez_compressed(handle, **arrays)
+    return folder
 
 
-def is_best(study: optuna.Study, number: int) -> bool:
-    """Trial `number` is the best trial, or on the Pareto front (`study.best_trials`)."""
+def improves(study: optuna.Study, values: list[float]) -> bool:
+    """`values` would be the new best (one objective) or join the Pareto front (several): checked
+    before the trial is told, so its outputs can still be attached to it as artifacts."""
     try:
-        return any(t.number == number for t in study.best_trials)
+        best = study.best_trials
     except ValueError:
-        return False
+        return True
+    if not best:
+        return True
+    if len(values) == 1:
+        return values[0] < best[0].values[0]
+    return not any(all(b <= v for b, v in zip(t.values, values)) for t in best)
+
+
+def keep_outputs(plan: SweepPlan, trial: optuna.Trial, outcomes: list[PairOutcome]) -> None:
+    """A new best trial's (or a paper row's) WAVs and spectrograms under results/<study>/best/, attached
+    to the running trial as Optuna artifacts so that optuna-dashboard plays them. Attaching never fails
+    the trial: a problem is recorded in its `artifacts_error` user attr."""
+    from ..artifacts import ARTIFACTS, attach_artifacts, spectrogram_pngs
+
+    folder = save_best_outputs(plan, trial.number, outcomes)
+    config = plan.settings.base_config()
+    try:
+        files = [*sorted(folder.glob("*.wav")),
+                 *spectrogram_pngs(folder, config.sample_rate_hz, config.hop, f"trial {trial.number}")]
+        attach_artifacts(trial.study, trial, files, plan.results_dir / ARTIFACTS)
+    except Exception as err:  # the dashboard's copy is a convenience; the files stay under best/
+        trial.set_user_attr("artifacts_error", f"{type(err).__name__}: {err}"[:300])

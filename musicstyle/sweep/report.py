@@ -15,8 +15,9 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from ..io import write_csv, write_text
-from ..measures import TRIAL_MEASURES, is_multi_objective, objective_measures
-from ..report import fmt, mean_std, plot_spectrograms
+from ..listening import write_sweep_listening_report
+from ..measures import TRIAL_MEASURES, objective_measures
+from ..report import activation_table, best_rows, fmt, mean_std, plot_spectrograms
 from . import plots
 from .objective import PairCache, run_pair, summarise
 from .plan import SweepPlan
@@ -60,35 +61,11 @@ def pair_table(trials: list[Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def best_rows(frame: pd.DataFrame, objective: str, k: int = 5) -> pd.DataFrame:
-    """The k best completed trials (several objectives: the non-dominated ones, by quality score)."""
-    done = frame[(frame["state"] == "COMPLETE") & (frame["discarded"] == "")] if not frame.empty else frame
-    if done.empty:
-        return done
-    if not is_multi_objective(objective):
-        return done.sort_values(f"objective_{objective_measures(objective)[0]}").head(k)
-    points = done[objective_measures(objective)].to_numpy(dtype=float)
-    front = [i for i, p in enumerate(points) if not any(np.all(q <= p) and np.any(q < p) for q in points)]
-    return done.iloc[front].sort_values("quality_score")
-
-
 def _table(frame: pd.DataFrame, columns: list[str]) -> str:
     shown = frame[[c for c in columns if c in frame]].copy()
     for column in shown:
         shown[column] = [fmt(v) for v in shown[column]]
     return shown.to_markdown(index=False)
-
-
-def activation_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per-activation mean ± std over completed trials."""
-    done = frame[(frame["state"] == "COMPLETE") & (frame["discarded"] == "")] if "activation" in frame else frame[:0]
-    rows = []
-    for activation, group in done.groupby("activation"):
-        rows.append({"activation": activation, "trials": len(group),
-                     **{k: mean_std(group[k]) for k in ("final_loss", "quality_score", "style_distance",
-                                                         "content_distance", "spectral_convergence",
-                                                         "runtime_seconds")}})
-    return pd.DataFrame(rows)
 
 
 def results_markdown(frame: pd.DataFrame, meta: dict[str, Any], reevaluation: pd.DataFrame | None,
@@ -249,4 +226,9 @@ def write_report(study: optuna.Study, plan: SweepPlan) -> Path:
             "corpus": f"{len(plan.pairs)} pairs ({', '.join(p.name for p in plan.pairs)})"}
     path = folder / "results.md"
     write_text(path, results_markdown(frame, meta, reevaluation, drawn, notes))
+    try:  # like a plot, the listening page never stops the report
+        write_sweep_listening_report(folder)
+    except Exception as err:
+        print(f"report.html not written: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
+              file=sys.stderr)
     return path

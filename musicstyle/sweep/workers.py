@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ..errors import MusicStyleError
 from ..machine import limit_threads
 from ..progress import eta
-from .objective import PairCache, PairOutcome, is_best, objective, save_best_outputs
+from .objective import PairCache, PairOutcome, improves, keep_outputs, objective
 from .plan import SweepPlan
 from .storage import QUEUED, open_study
 from .trials import (
@@ -91,9 +91,9 @@ def run_one(study: optuna.Study, plan: SweepPlan, cache: PairCache) -> FrozenTri
     outcomes: list[PairOutcome] = []
     try:
         values = objective(trial, plan, cache, outcomes)
+        if outcomes and (improves(study, values) or "paper_row" in trial.user_attrs):
+            keep_outputs(plan, trial, outcomes)
         frozen = study.tell(trial, values, skip_if_finished=True)
-        if outcomes and is_best(study, trial.number):
-            save_best_outputs(plan, trial.number, outcomes)
     except optuna.TrialPruned as pruned:
         trial.set_user_attr("prune_reason", str(pruned))
         frozen = study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
