@@ -87,12 +87,12 @@ def paper_pairs(paper_dir: str | Path | None) -> list[SongPair]:
     return [SongPair("paper", content, style)]
 
 
-def rendered_pairs(folder: str | Path | None = None) -> list[SongPair]:
+def rendered_pairs(folder: str | Path | None = None, pairs: int | None = None) -> list[SongPair]:
     """The rendered corpus with targets (musicstyle.rendered): rendered into `folder` (default: the cache
     under $MUSICSTYLE_CACHE_DIR or ~/.cache/musicstyle) unless already there."""
     from .rendered import load_manifest, render_corpus
 
-    manifest_path = render_corpus(folder)
+    manifest_path = render_corpus(folder) if pairs is None else render_corpus(folder, pairs=pairs)
     root = manifest_path.parent
     return [SongPair(p["name"], root / p["content"], root / p["style"], target=root / p["target"])
             for p in load_manifest(root)["pairs"]]

@@ -203,8 +203,8 @@ def write_report(out_dir: Path, runs: pd.DataFrame, baselines: pd.DataFrame, met
         f"{beats(ok, baselines, 'content copy', 'truth_timbre')}.", "",
         "![baselines and transfers](baselines.png)", "",
         f"## Validation: Spearman rho over {len(ok)} transfers ({failed} failed)", "",
-        f"{(ok['group'] == 'random').sum()} runs drawn across the search space (alpha, beta log-uniform, "
-        f"activation, filters, iterations; one pair each, cycling through the corpus) and "
+        f"{(ok['group'] == 'random').sum()} runs drawn across the search space ({meta['search']}; one pair "
+        f"each, cycling through the corpus) and "
         f"{(ok['group'] == 'ablation').sum()} ablation runs. Both sides are lower-is-better, so a positive rho "
         "means the fair measure ranks transfers as the truth does.", "",
         rho[[c for c in rho if not c.startswith("_")]].to_markdown(index=False), "",
@@ -227,8 +227,8 @@ def write_report(out_dir: Path, runs: pd.DataFrame, baselines: pd.DataFrame, met
         lines += [f"Not fitted: {calibration['reason']}.", ""]
     lines += ["## The paper's four rows and the activation x weights ablation, by the truth", "",
               f"Each cell: mean ± std over {ablation['seed'].nunique()} seeds, each seed first averaged over "
-              f"{ablation['pair'].nunique()} pairs. The paper's rows are relu with the paper's weights and "
-              "leaky_relu / elu / selu with the blog's.", "", table.to_markdown(index=False), ""]
+              f"{ablation['pair'].nunique()} pairs; {meta['ablation']}. The paper's rows are relu with the paper's "
+              "weights and leaky_relu / elu / selu with the blog's.", "", table.to_markdown(index=False), ""]
     if len(per_seed):
         by_act_truth = per_seed.groupby(["activation", "seed"], as_index=False).mean(numeric_only=True)
         by_w = per_seed.groupby(["label", "seed"], as_index=False).mean(numeric_only=True)

@@ -38,12 +38,12 @@ WEIGHTS = {"paper (alpha 1e-2, beta 1)": (1e-2, 1.0), "blog (alpha 1e-3, beta 10
 class Plan:
     """Sizes of a validation: the random design, the ablation, and the fixed run settings."""
 
-    random_runs: int = 76
-    iterations_range: tuple[int, int] = (20, 200)  # log-uniform
+    random_runs: int = 60
+    iterations_range: tuple[int, int] = (20, 150)  # log-uniform
     ablation_seeds: int = 3
     ablation_pairs: int = 2
-    ablation_iterations: int = 60
-    ablation_filters: int = 4096
+    ablation_iterations: int = 40
+    ablation_filters: int = 2048
     filters: tuple[int, ...] = FILTERS
     pairs: int | None = None  # None: every rendered pair
     baseline_corpora: tuple[str, ...] = ("rendered", "builtin", "paper")
@@ -55,7 +55,7 @@ class Plan:
 QUICK = Plan(random_runs=3, iterations_range=(3, 6), ablation_seeds=1, ablation_pairs=1, ablation_iterations=3,
              ablation_filters=128, filters=(64, 128), pairs=2, baseline_corpora=("rendered",),
              fixed={"offset_seconds": 0.0, "clip_seconds": 1.0, "frames": None, "griffin_lim_iters": 5,
-                    "precision": "bf16", "device": "cpu"})
+                    "n_fft": 512, "hop": 128, "precision": "bf16", "device": "cpu"})
 
 
 def plan_runs(plan: Plan, pairs: list[SongPair], seed: int = 0) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from .corpus import rendered_pairs
 from .io import ensure_writable_folder, write_json
 from .rendered import INSTRUMENTS, load_manifest
 from .truthreport import code_version, machine_line, write_report
-from .truthrun import QUICK, Plan, all_baselines, plan_runs, run_all
+from .truthrun import ACTIVATIONS, ALPHA_RANGE, BETA_RANGE, QUICK, Plan, all_baselines, plan_runs, run_all
 
 
 def run_validation(out_dir: str | Path, quick: bool = False, paper_dir: str | None = None, seed: int = 0,
@@ -55,6 +55,11 @@ def run_validation(out_dir: str | Path, quick: bool = False, paper_dir: str | No
         "command": command, "commit": code_version(), "machine": machine_line(), "precision": base.precision,
         "device": base.device if base.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"),
         "phases": history, "pair_names": [p.name for p in pairs], "notes": notes,
+        "ablation": f"{plan.ablation_filters} filters, {plan.ablation_iterations} iterations, pairs "
+                    f"{', '.join(p.name for p in pairs[: plan.ablation_pairs])}",
+        "search": f"alpha log-uniform {ALPHA_RANGE}, beta log-uniform {BETA_RANGE}, activation "
+                  f"{'/'.join(ACTIVATIONS)}, filters {'/'.join(map(str, plan.filters))}, iterations log-uniform "
+                  f"{plan.iterations_range[0]}-{plan.iterations_range[1]}",
         "fixed": ", ".join(f"{k}={v}" for k, v in plan.fixed.items()) + f", seed base {seed}",
         "corpus_summary": f"{len(manifest['pieces'])} Bach chorales, {len(programs)} GM programs "
                           f"({', '.join(INSTRUMENTS[p][0] for p in programs if p in INSTRUMENTS)}), "
