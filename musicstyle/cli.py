@@ -142,7 +142,8 @@ def cmd_truth(args: argparse.Namespace) -> int:
 
     paper_dir = args.paper_dir or os.environ.get("MUSICSTYLE_PAPER_SONGS")
     command = "python -m musicstyle " + (shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["truth"] else "truth")
-    report = run_validation(args.out, quick=args.quick, paper_dir=paper_dir, seed=args.seed, command=command)
+    report = run_validation(args.out, quick=args.quick, paper_dir=paper_dir, seed=args.seed, command=command,
+                            report_only=args.report_only)
     print(f"wrote {report}")
     return 0
 
@@ -188,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     truth.add_argument("--out", default="results/truth", help="report folder (default: results/truth)")
     truth.add_argument("--quick", action="store_true", help="a handful of tiny runs (CI)")
     truth.add_argument("--seed", type=int, default=0, help="seed of the run design (default 0)")
+    truth.add_argument("--report-only", action="store_true", help="write the report from runs.csv, running nothing")
     truth.add_argument("--paper-dir", help="the paper's songs, for their baselines (default: $MUSICSTYLE_PAPER_SONGS)")
     truth.set_defaults(func=cmd_truth)
     return parser

@@ -202,7 +202,7 @@ def write_report(out_dir: Path, runs: pd.DataFrame, baselines: pd.DataFrame, met
         f"{beats(ok, baselines, 'magnitude mix', 'truth_score')}; "
         f"{beats(ok, baselines, 'content copy', 'truth_timbre')}.", "",
         "![baselines and transfers](baselines.png)", "",
-        f"## Validation: Spearman rho over {len(ok)} transfers ({failed} failed)", "",
+        f"## Validation: Spearman rho over {len(ok)} transfers ({failed} failed; {meta['planned']} planned)", "",
         f"{(ok['group'] == 'random').sum()} runs drawn across the search space ({meta['search']}; one pair "
         f"each, cycling through the corpus) and "
         f"{(ok['group'] == 'ablation').sum()} ablation runs. Both sides are lower-is-better, so a positive rho "

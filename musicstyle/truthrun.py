@@ -81,7 +81,7 @@ def plan_runs(plan: Plan, pairs: list[SongPair], seed: int = 0) -> list[dict[str
                         "label": weights, "pair": pair.name, "seed": s, "alpha": alpha, "beta": beta,
                         "activation": activation, "filters": plan.ablation_filters,
                         "iterations": plan.ablation_iterations})
-    return runs
+    return [r for r in runs if r["group"] == "ablation"] + [r for r in runs if r["group"] == "random"]  # ablation first
 
 
 class PairData:

@@ -12,8 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from .config import TransferConfig, make_config
 from .corpus import rendered_pairs
+from .errors import ConfigError
 from .io import ensure_writable_folder, write_json
 from .rendered import INSTRUMENTS, load_manifest
 from .truthreport import code_version, machine_line, write_report
@@ -21,8 +24,12 @@ from .truthrun import ACTIVATIONS, ALPHA_RANGE, BETA_RANGE, QUICK, Plan, all_bas
 
 
 def run_validation(out_dir: str | Path, quick: bool = False, paper_dir: str | None = None, seed: int = 0,
-                   command: str = "python -m musicstyle truth", corpus_dir: str | None = None) -> Path:
-    """Run (or resume) the validation into `out_dir` and write report.md; returns its path."""
+                   command: str = "python -m musicstyle truth", corpus_dir: str | None = None,
+                   report_only: bool = False) -> Path:
+    """Run (or resume) the validation into `out_dir` and write report.md; returns its path.
+
+    `report_only` writes the report from the runs runs.csv already holds, running none.
+    """
     import torch
 
     out_dir = Path(out_dir)
@@ -38,12 +45,19 @@ def run_validation(out_dir: str | Path, quick: bool = False, paper_dir: str | No
     manifest = load_manifest(Path(pairs[0].target).parent)
     print(f"{len(pairs)} rendered pairs; baselines ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
+    had_baselines = (out_dir / "baselines.csv").exists()
     baselines, notes = all_baselines(plan, pairs, base, paper_dir, out_dir)
-    phases["baselines"] = time.perf_counter() - start
+    phases["baselines (read from baselines.csv)" if had_baselines else "baselines"] = time.perf_counter() - start
     runs = plan_runs(plan, pairs, seed)
     print(f"{len(runs)} transfers ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
-    frame = run_all(runs, pairs, base, out_dir)
+    if report_only:
+        csv = out_dir / "runs.csv"
+        if not csv.exists():
+            raise ConfigError(f"--report-only needs the runs of an earlier invocation: no {csv}")
+        frame = pd.read_csv(csv)
+    else:
+        frame = run_all(runs, pairs, base, out_dir)
     phases["transfers (this invocation; earlier ones resumed from runs.csv)"] = time.perf_counter() - start
     phases["transfers (sum of every run's own time)"] = float(frame["seconds"].sum())
     timings = out_dir / "timings.json"  # every invocation's phases, so a resumed run keeps the first one's
@@ -54,7 +68,7 @@ def run_validation(out_dir: str | Path, quick: bool = False, paper_dir: str | No
     meta = {
         "command": command, "commit": code_version(), "machine": machine_line(), "precision": base.precision,
         "device": base.device if base.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"),
-        "phases": history, "pair_names": [p.name for p in pairs], "notes": notes,
+        "phases": history, "planned": len(runs), "pair_names": [p.name for p in pairs], "notes": notes,
         "ablation": f"{plan.ablation_filters} filters, {plan.ablation_iterations} iterations, pairs "
                     f"{', '.join(p.name for p in pairs[: plan.ablation_pairs])}",
         "search": f"alpha log-uniform {ALPHA_RANGE}, beta log-uniform {BETA_RANGE}, activation "

@@ -107,6 +107,7 @@ def test_corpus_render_cli(tmp_path: Path) -> None:
     assert len(manifest["pairs"]) == 2 and all((tmp_path / "c" / f).is_file() for f in manifest["files_sha256"])
 
 
+@pytest.mark.slow  # about 30 s on an idle 2-core CPU (the --quick plan: 11 tiny transfers, 2 pairs)
 def test_validation_quick_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import pandas as pd
 
