@@ -21,7 +21,8 @@ n_fft, hop, iterations and seed), so Griffin-Lim's own damage scores 0:
     content:        m = (d(y) - d(oracle)) / (d(style copy) - d(oracle))     0 = oracle, 1 = style copy
 
 The content measure's 1 is the style copy (the wrong notes): the content copy has the right notes, so
-it scores about 0 there and would make a useless unit. One number to minimise:
+it scores well below 1 there (above 0 only through its instrument's harmonics) and would make a useless
+unit. One number to minimise:
 
     truth_score = (timbre + content) / 2          0 = the target; copying either song scores about 0.5
 """
