@@ -121,6 +121,30 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_corpus_render(args: argparse.Namespace) -> int:
+    from .rendered import load_manifest, render_corpus
+
+    manifest = render_corpus(args.folder, seed=args.seed, pairs=args.pairs)
+    data = load_manifest(manifest.parent)
+    print(f"wrote {len(data['files_sha256'])} renderings of {len(data['pieces'])} pieces on "
+          f"{len(data['programs'])} instruments, {len(data['pairs'])} pairs: {manifest}")
+    return 0
+
+
+def cmd_truth(args: argparse.Namespace) -> int:
+    import os
+    import shlex
+
+    from .validate import run_validation
+
+    paper_dir = args.paper_dir or os.environ.get("MUSICSTYLE_PAPER_SONGS")
+    command = "python -m musicstyle " + (shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["truth"] else "truth")
+    report = run_validation(args.out, quick=args.quick, paper_dir=paper_dir, seed=args.seed, command=command,
+                            report_only=args.report_only)
+    print(f"wrote {report}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m musicstyle", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -153,6 +177,22 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("folder", help="where to put imperial.mp3 and usa.mp3")
     fetch.add_argument("--url", help="base URL (default: the base paper's public repository)")
     fetch.set_defaults(func=cmd_fetch)
+
+    corpus = commands.add_parser("corpus", help="corpora with known answers")
+    corpus = corpus.add_subparsers(dest="action", required=True)
+    render = corpus.add_parser("render", help="render the pairs with targets (FluidSynth, Bach chorales)")
+    render.add_argument("folder", nargs="?", help="output folder (default: the cache, $MUSICSTYLE_CACHE_DIR)")
+    render.add_argument("--seed", type=int, default=0, help="seed drawing the pairs (default 0)")
+    render.add_argument("--pairs", type=int, default=24, help="number of pairs (default 24)")
+    render.set_defaults(func=cmd_corpus_render)
+
+    truth = commands.add_parser("truth", help="validate the fair measures against the rendered corpus's targets")
+    truth.add_argument("--out", default="results/truth", help="report folder (default: results/truth)")
+    truth.add_argument("--quick", action="store_true", help="a handful of tiny runs (CI)")
+    truth.add_argument("--seed", type=int, default=0, help="seed of the run design (default 0)")
+    truth.add_argument("--report-only", action="store_true", help="write the report from runs.csv, running nothing")
+    truth.add_argument("--paper-dir", help="the paper's songs, for their baselines (default: $MUSICSTYLE_PAPER_SONGS)")
+    truth.set_defaults(func=cmd_truth)
     return parser
 
 

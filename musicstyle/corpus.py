@@ -36,9 +36,14 @@ class SongPair:
     style: Path
     offset_seconds: float | None = None
     clip_seconds: float | None = None
+    target: Path | None = None  # the right answer (content's piece on the style's instrument), when known
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+        """As recorded in a study; `target` only when set, so studies without one keep their record."""
+        data = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+        if self.target is None:
+            data.pop("target")
+        return data
 
 
 def package_tracks_dir() -> Path:
@@ -83,6 +88,17 @@ def paper_pairs(paper_dir: str | Path | None) -> list[SongPair]:
                           "and usa.mp3)")
     content, style = paper_song_paths(paper_dir)
     return [SongPair("paper", content, style)]
+
+
+def rendered_pairs(folder: str | Path | None = None, pairs: int | None = None) -> list[SongPair]:
+    """The rendered corpus with targets (musicstyle.rendered): rendered into `folder` (default: the cache
+    under $MUSICSTYLE_CACHE_DIR or ~/.cache/musicstyle) unless already there."""
+    from .rendered import load_manifest, render_corpus
+
+    manifest_path = render_corpus(folder) if pairs is None else render_corpus(folder, pairs=pairs)
+    root = manifest_path.parent
+    return [SongPair(p["name"], root / p["content"], root / p["style"], target=root / p["target"])
+            for p in load_manifest(root)["pairs"]]
 
 
 def _seconds(value: Any, where: str) -> float | None:
@@ -181,8 +197,9 @@ def resolve_corpus(
     corpus: Any = None, content_dir: str | None = None, style_dir: str | None = None,
     paper_dir: str | None = None, source: str = "config",
 ) -> list[SongPair]:
-    """The sweep's pairs: `corpus` is 'builtin' (default), 'builtin-reverse', 'paper', a YAML path or
-    a mapping (the config's `corpus` section); two folders win over it when given."""
+    """The sweep's pairs: `corpus` is 'builtin' (default), 'builtin-reverse', 'paper', 'rendered' (pairs
+    with targets, rendered into the cache on first use), a YAML path or a mapping (the config's `corpus`
+    section); two folders win over it when given."""
     if content_dir or style_dir:
         if not (content_dir and style_dir):
             raise ConfigError("--content-dir and --style-dir go together")
@@ -193,6 +210,8 @@ def resolve_corpus(
         return builtin_pairs("electronic", "acoustic")
     if corpus == "paper":
         return paper_pairs(paper_dir)
+    if corpus == "rendered":
+        return rendered_pairs()
     if isinstance(corpus, (dict, list)):
         return pairs_from_mapping(corpus, f"{source}: corpus", Path(source).parent)
     return pairs_from_yaml(corpus)

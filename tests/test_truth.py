@@ -1,0 +1,131 @@
+"""The rendered corpus and the ground-truth measures: deterministic renders, the measures' fixed points,
+the baselines' order, and the validation command end to end (its --quick plan)."""
+
+from __future__ import annotations
+
+import builtins
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fluidsynth", exc_type=ImportError)
+
+from musicstyle.audio import load_clip  # noqa: E402
+from musicstyle.baselines import score_baselines  # noqa: E402
+from musicstyle.config import make_config  # noqa: E402
+from musicstyle.corpus import SongPair, rendered_pairs  # noqa: E402
+from musicstyle.errors import ConfigError  # noqa: E402
+from musicstyle.rendered import INSTRUMENTS, PIECES, plan_pairs, render_corpus, render_piece  # noqa: E402
+from musicstyle.transfer import load_pair  # noqa: E402
+from musicstyle.truth import reference_for, through_griffin_lim, truth_measures  # noqa: E402
+
+CONFIG = make_config({"clip_seconds": 1.5, "griffin_lim_iters": 8, "n_fft": 1024, "hop": 256, "device": "cpu"})
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[SongPair]:
+    return rendered_pairs(tmp_path_factory.mktemp("rendered"), pairs=3)
+
+
+def test_default_plan_meets_the_corpus_spec() -> None:
+    pairs = plan_pairs()
+    programs = {p.content_program for p in pairs} | {p.style_program for p in pairs}
+    assert len(pairs) >= 24 and len(PIECES) >= 8
+    assert len({INSTRUMENTS[p][1] for p in programs}) >= 6
+    assert all(p.content_piece != p.style_piece and p.content_program != p.style_program for p in pairs)
+    assert len({(p.content_piece, p.style_piece, p.content_program, p.style_program) for p in pairs}) == len(pairs)
+    assert plan_pairs(seed=1) != pairs and plan_pairs() == pairs
+
+
+def test_rendering_is_deterministic(tmp_path: Path, corpus: list[SongPair]) -> None:
+    again = Path(render_corpus(tmp_path / "again", pairs=3)).parent
+    first = json.loads((corpus[0].target.parent / "manifest.json").read_text())
+    second = json.loads((again / "manifest.json").read_text())
+    assert first["files_sha256"] == second["files_sha256"]
+    for name in first["files_sha256"]:
+        assert (again / name).read_bytes() == (corpus[0].target.parent / name).read_bytes()
+    assert first["licences"] and first["seed"] == 0 and len(first["pairs"]) == 3
+
+
+def test_target_and_content_copy_are_the_fixed_points(tmp_path: Path, corpus: list[SongPair]) -> None:
+    pair = corpus[0]
+    manifest = json.loads((pair.target.parent / "manifest.json").read_text())["pairs"][0]
+    rerendered = tmp_path / "target_again.wav"
+    render_piece(manifest["content_piece"], manifest["style_program"], rerendered)
+    cache: dict = {}
+    reference = reference_for(pair, CONFIG, cache)
+    frames = min(1 + len(load_clip(p, CONFIG.sample_rate_hz, 0, 1.5)) // CONFIG.hop
+                 for p in (pair.content, pair.style, pair.target))
+    clip = load_clip(rerendered, CONFIG.sample_rate_hz, 0, CONFIG.clip_seconds)
+    target = truth_measures(through_griffin_lim(clip, frames, CONFIG), pair, CONFIG, cache)
+    assert max(abs(v) for v in target.values()) < 1e-6
+    content = load_clip(pair.content, CONFIG.sample_rate_hz, 0, CONFIG.clip_seconds)
+    copy = truth_measures(through_griffin_lim(content, frames, CONFIG), pair, CONFIG, cache)
+    assert copy["truth_timbre"] == pytest.approx(1.0) and copy["truth_whole"] == pytest.approx(1.0)
+    assert len(cache) == 1 and reference_for(pair, CONFIG, cache) is reference
+
+
+def test_baselines_in_order_on_timbre(corpus: list[SongPair]) -> None:
+    for pair in corpus:
+        spectrograms = load_pair(pair.content, pair.style, CONFIG)
+        target = load_clip(pair.target, CONFIG.sample_rate_hz, 0, CONFIG.clip_seconds)
+        rows = {r["baseline"]: r for r in score_baselines(spectrograms, CONFIG, reference_for(pair, CONFIG), target)}
+        timbre = {name: row["truth_timbre"] for name, row in rows.items()}
+        assert timbre["oracle"] < timbre["waveform mix w=0.5"] < timbre["content copy"], (pair.name, timbre)
+        assert rows["content copy"]["content_distance"] < rows["style copy"]["content_distance"]
+
+
+def test_truth_needs_a_target() -> None:
+    with pytest.raises(ConfigError, match="no target"):
+        truth_measures(np.zeros(100), SongPair("x", Path("a.wav"), Path("b.wav")), CONFIG)
+    assert "target" not in SongPair("x", Path("a.wav"), Path("b.wav")).to_dict()
+    assert SongPair("x", Path("a"), Path("b"), target=Path("t")).to_dict()["target"] == "t"
+
+
+def test_missing_fluidsynth_library_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from musicstyle import rendered
+
+    real_import = builtins.__import__
+
+    def no_library(name, *args, **kwargs):
+        if name == "fluidsynth":
+            raise ImportError("Couldn't find the FluidSynth library.")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_library)
+    with pytest.raises(ConfigError, match="apt-get install libfluidsynth3"):
+        rendered._fluidsynth()
+
+
+def test_corpus_render_cli(tmp_path: Path) -> None:
+    from musicstyle.cli import main
+
+    assert main(["corpus", "render", str(tmp_path / "c"), "--pairs", "2"]) == 0
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    assert len(manifest["pairs"]) == 2 and all((tmp_path / "c" / f).is_file() for f in manifest["files_sha256"])
+
+
+@pytest.mark.slow  # about 30 s on an idle 2-core CPU (the --quick plan: 11 tiny transfers, 2 pairs)
+def test_validation_quick_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+
+    from musicstyle.cli import main
+
+    monkeypatch.setenv("MUSICSTYLE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("MUSICSTYLE_PAPER_SONGS", raising=False)
+    out = tmp_path / "truth"
+    assert main(["truth", "--quick", "--out", str(out)]) == 0
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 11 and (runs["state"] == "ok").all()
+    assert {"truth_score", "quality_score", "final_loss"} <= set(runs.columns)
+    report = (out / "report.md").read_text()
+    for heading in ("## Baselines", "## Validation", "## The paper's four rows"):
+        assert heading in report
+    for name in ("validation_scatter.png", "baselines.png", "baselines.csv", "ablation.csv"):
+        assert (out / name).stat().st_size > 0
+    before = (out / "runs.csv").read_bytes()
+    assert main(["truth", "--quick", "--out", str(out)]) == 0  # resumes: nothing to run again
+    assert (out / "runs.csv").read_bytes() == before
+    assert len(json.loads((out / "timings.json").read_text())) == 2
