@@ -97,8 +97,20 @@ def rendered_pairs(folder: str | Path | None = None, pairs: int | None = None) -
 
     manifest_path = render_corpus(folder) if pairs is None else render_corpus(folder, pairs=pairs)
     root = manifest_path.parent
-    return [SongPair(p["name"], root / p["content"], root / p["style"], target=root / p["target"])
+    # rendered pieces start on their first note (no fade-in to skip): the clip starts at 0 s in any sweep
+    return [SongPair(p["name"], root / p["content"], root / p["style"], offset_seconds=0.0, target=root / p["target"])
             for p in load_manifest(root)["pairs"]]
+
+
+def rendered_subset(spec: str) -> list[SongPair]:
+    """'rendered' (every pair of the rendered corpus) or 'rendered:N' (its first N pairs, for a cheaper sweep)."""
+    pairs = rendered_pairs()
+    if spec == "rendered":
+        return pairs
+    count = spec.split(":", 1)[1]
+    if not count.isdigit() or not 1 <= int(count) <= len(pairs):
+        raise ConfigError(f"corpus {spec!r}: give rendered:N with N from 1 to {len(pairs)}")
+    return pairs[:int(count)]
 
 
 def _seconds(value: Any, where: str) -> float | None:
@@ -210,8 +222,8 @@ def resolve_corpus(
         return builtin_pairs("electronic", "acoustic")
     if corpus == "paper":
         return paper_pairs(paper_dir)
-    if corpus == "rendered":
-        return rendered_pairs()
+    if isinstance(corpus, str) and (corpus == "rendered" or corpus.startswith("rendered:")):
+        return rendered_subset(corpus)
     if isinstance(corpus, (dict, list)):
         return pairs_from_mapping(corpus, f"{source}: corpus", Path(source).parent)
     return pairs_from_yaml(corpus)
@@ -222,7 +234,8 @@ def resolve_pairs(settings: SweepSettings, corpus: str | None = None, content_di
     """The sweep's corpus from the command line or the config (a path there is relative to the config
     file), checked before any trial (`preflight`)."""
     spec = corpus if corpus is not None else settings.corpus
-    if isinstance(spec, str) and spec not in ("builtin", "builtin-reverse", "paper") and not Path(spec).exists():
+    named = ("builtin", "builtin-reverse", "paper", "rendered")
+    if isinstance(spec, str) and spec.split(":")[0] not in named and not Path(spec).exists():
         beside = settings.base_dir / spec
         spec = str(beside) if beside.exists() else spec
     pairs = resolve_corpus(spec, content_dir, style_dir, paper_dir, source=str(settings.base_dir / "config"))

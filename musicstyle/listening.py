@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 TEMPLATE = "report.html.j2"
 SWEEP_PLOTS = ("by_activation.png", "history.png", "importance.png", "alpha_beta.png", "runtime_quality.png",
                "loss_curves.png", "best_spectrograms.png")
-SCORES = ("quality_score", "style_distance", "content_distance", "spectral_convergence", "final_loss")
+SCORES = ("quality_score", "style_distance", "content_distance", "spectral_convergence", "final_loss", "truth_score")
 CLIP_KEYS = ("offset_seconds", "clip_seconds", "sample_rate_hz", "n_fft", "hop")
 
 
@@ -147,11 +147,14 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def objective_of(trials: pd.DataFrame) -> str:
-    """quality, loss or pareto, from trials.csv's objective_* columns."""
-    columns = {c[len("objective_"):] for c in trials if c.startswith("objective_")}
-    if {"content_distance", "style_distance"} <= columns:
-        return "pareto"
-    return "loss" if "final_loss" in columns else "quality"
+    """The objective (a name of measures.OBJECTIVES) whose measures are trials.csv's objective_* columns."""
+    from .measures import OBJECTIVES
+
+    columns = [c[len("objective_"):] for c in trials if c.startswith("objective_")]
+    for name, measures in OBJECTIVES.items():
+        if list(measures) == columns:
+            return name
+    return "quality"
 
 
 def _trial_configs(results_dir: Path) -> dict[int, dict[str, Any]]:
@@ -292,7 +295,8 @@ def write_sweep_listening_report(results_dir: str | Path, k: int = 3) -> Path:
     paper = trials[(trials["paper_row"] != "") & (trials["discarded"] == "")] if "paper_row" in trials else trials[:0]
     objective_columns = [c for c in trials if c.startswith("objective_")]
     measures = ["final_loss", "quality_score", "style_distance", "content_distance", "spectral_convergence",
-                "runtime_seconds"]
+                "truth_score", "runtime_seconds"]
+
     def cols(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
         return frame[[n for n in names if n in frame]]
 

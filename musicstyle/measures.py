@@ -13,8 +13,14 @@ MEASURES = ("final_loss", "content_loss", "style_loss", "content_loss_unweighted
             "style_distance", "content_distance", "spectral_convergence", "quality_score", "iterations",
             "evaluations", "optimize_seconds", "reconstruct_seconds")
 
+# per pair whose corpus knows the right answer (a target): musicstyle.truth's normalised distances to it
+TRUTH_MEASURES = ("truth_whole", "truth_timbre", "truth_content", "truth_score")
+
+# every per-pair measure a trial averages over its pairs
+PAIR_MEASURES = (*MEASURES, *TRUTH_MEASURES)
+
 # per trial, in the sweep's tables: the pair means plus the trial's own bookkeeping
-TRIAL_MEASURES = (*MEASURES[:MEASURES.index("optimize_seconds")], "pairs_done", "runtime_seconds",
+TRIAL_MEASURES = (*MEASURES[:MEASURES.index("optimize_seconds")], *TRUTH_MEASURES, "pairs_done", "runtime_seconds",
                   "seconds_per_iteration", "peak_memory_mb", "peak_memory_delta_mb")
 
 # objective name -> the measures it minimises (one: a single-objective study; two or more: Pareto)
@@ -22,7 +28,11 @@ OBJECTIVES: dict[str, tuple[str, ...]] = {
     "quality": ("quality_score",),
     "loss": ("final_loss",),
     "pareto": ("content_distance", "style_distance"),
+    "truth": ("truth_score",),  # needs a corpus with targets (--corpus rendered); see docs/truth.md
 }
+
+# objectives whose measures exist only where every pair has a target
+NEEDS_TARGETS = tuple(name for name, measures in OBJECTIVES.items() if set(measures) & set(TRUTH_MEASURES))
 
 
 def objective_measures(objective: str) -> list[str]:

@@ -80,10 +80,8 @@ def best_rows(frame: pd.DataFrame, objective: str, k: int = 5) -> pd.DataFrame:
 def activation_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Per-activation mean ± std over completed trials."""
     done = frame[(frame["state"] == "COMPLETE") & (frame["discarded"] == "")] if "activation" in frame else frame[:0]
-    rows = []
-    for activation, group in done.groupby("activation"):
-        rows.append({"activation": activation, "trials": len(group),
-                     **{k: mean_std(group[k]) for k in ("final_loss", "quality_score", "style_distance",
-                                                         "content_distance", "spectral_convergence",
-                                                         "runtime_seconds")}})
+    measures = [k for k in ("final_loss", "quality_score", "style_distance", "content_distance", "spectral_convergence",
+                            "truth_score", "runtime_seconds") if k in done and done[k].notna().any()]
+    rows = [{"activation": activation, "trials": len(group), **{k: mean_std(group[k]) for k in measures}}
+            for activation, group in done.groupby("activation")]
     return pd.DataFrame(rows)

@@ -38,13 +38,14 @@ import numpy as np
 from .audio import load_clip
 from .config import TransferConfig
 from .errors import ConfigError
+from .measures import TRUTH_MEASURES
 from .reconstruct import griffin_lim
 from .spectrogram import crop_frames, log_magnitude
 
 MEL_BANDS = 64
 MFCC_COEFFICIENTS = 20  # c0 (overall level) is dropped: 19 are kept
 MEASURES = ("whole", "timbre", "content")
-TRUTH_COLUMNS = tuple(f"truth_{m}" for m in MEASURES) + ("truth_score",)
+TRUTH_COLUMNS = TRUTH_MEASURES  # truth_<measure> for each of MEASURES, then truth_score
 
 
 @dataclass(frozen=True)

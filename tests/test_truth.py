@@ -129,3 +129,34 @@ def test_validation_quick_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert main(["truth", "--quick", "--out", str(out)]) == 0  # resumes: nothing to run again
     assert (out / "runs.csv").read_bytes() == before
     assert len(json.loads((out / "timings.json").read_text())) == 2
+
+
+def test_truth_sweep_end_to_end(tmp_path: Path) -> None:
+    """`sweep.py --corpus rendered:N --objective truth`: three trials minimise the distance to the targets."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "sweep.py", "--config", "configs/smoke.yaml", "--corpus", "rendered:2",
+                           "--objective", "truth", "--trials", "3", "--workers", "1", "--results", str(tmp_path),
+                           "--study", "truth", "--quiet"], cwd=repo, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    trials = pd.read_csv(tmp_path / "truth" / "trials.csv")
+    assert len(trials) == 3 and (trials["state"] == "COMPLETE").all()
+    assert np.allclose(trials["objective_truth_score"], trials["truth_score"])
+    pairs = pd.read_csv(tmp_path / "truth" / "pairs.csv")
+    assert pairs["target"].notna().all() and pairs["truth_score"].between(-1, 10).all()
+    assert "truth_score" in (tmp_path / "truth" / "results.md").read_text()
+
+
+def test_truth_objective_needs_targets(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "sweep.py", "--config", "configs/smoke.yaml", "--objective", "truth",
+                           "--results", str(tmp_path)], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "needs a target" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "smoke" / "study.journal").exists()

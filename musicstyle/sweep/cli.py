@@ -14,7 +14,7 @@ from ..corpus import resolve_pairs
 from ..errors import ConfigError
 from ..io import ensure_writable_folder
 from ..machine import limit_threads
-from ..measures import OBJECTIVES
+from ..measures import NEEDS_TARGETS, OBJECTIVES
 from ..sweepconfig import load_settings
 from .plan import SweepPlan, loss_objective_warning
 from .report import reevaluate, write_report
@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="study seed (default: the config's study.seed)")
     parser.add_argument("--objective", choices=tuple(OBJECTIVES), help="what the trials minimise: " + "; ".join(
         f"{name} ({', '.join(measures)})" for name, measures in OBJECTIVES.items()))
-    parser.add_argument("--corpus", help="builtin, builtin-reverse, paper or a corpus YAML file")
+    parser.add_argument("--corpus", help="builtin, builtin-reverse, paper, rendered (pairs with known targets; "
+                        "rendered:N for its first N) or a corpus YAML file")
     parser.add_argument("--content-dir", help="folder of content songs (with --style-dir)")
     parser.add_argument("--style-dir", help="folder of style songs (paired by name, else by sorted order)")
     parser.add_argument("--paper-dir", help="folder with the paper's imperial.mp3 and usa.mp3 (--corpus paper)")
@@ -69,6 +70,10 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
     if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise ConfigError(f"--study name may hold letters, digits, '-', '_' and '.', got {name!r}")
     pairs = resolve_pairs(settings, args.corpus, args.content_dir, args.style_dir, args.paper_dir)
+    untargeted = [p.name for p in pairs if p.target is None]
+    if settings.objective in NEEDS_TARGETS and untargeted:
+        raise ConfigError(f"{settings.source}: objective '{settings.objective}' needs a target for every pair "
+                          f"(--corpus rendered); these have none: {', '.join(untargeted[:5])}")
     results_dir = Path(args.results) / name
     ensure_writable_folder(results_dir, "results")
     return SweepPlan(settings, pairs, name, results_dir, args.storage, settings.study["trials"], workers,

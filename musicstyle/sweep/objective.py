@@ -33,7 +33,7 @@ from ..config import TransferConfig
 from ..corpus import SongPair
 from ..errors import ConfigError, MusicStyleError
 from ..io import atomic_path
-from ..measures import MEASURES, is_multi_objective, objective_measures
+from ..measures import PAIR_MEASURES, is_multi_objective, objective_measures
 from ..metrics import EvaluationSpace, evaluation_space
 from ..sweepconfig import SweepSettings
 from ..transfer import PairSpectrograms, load_pair, resolve_device, run_transfer
@@ -61,6 +61,7 @@ class PairCache:
     def __init__(self) -> None:
         self._pairs: dict[tuple, PairSpectrograms] = {}
         self._spaces: dict[tuple, EvaluationSpace] = {}
+        self.truth: dict = {}  # each target pair's Griffin-Lim references (musicstyle.truth.reference_for)
 
     def _key(self, pair: SongPair, config: TransferConfig) -> tuple:
         return (pair, config.sample_rate_hz, config.offset_seconds, config.clip_seconds, config.frames,
@@ -116,7 +117,8 @@ def run_pair(pair: SongPair, index: int, config: TransferConfig, cache: PairCach
     """Run one pair; an error becomes a row with its reason (the caller fails the trial)."""
     config = pair_config(config, pair)
     row: dict[str, Any] = {"pair": pair.name, "pair_index": index, "content": str(pair.content),
-                           "style": str(pair.style), **{k: getattr(config, k) for k in CLIP_SETTINGS}}
+                           "style": str(pair.style), "target": str(pair.target) if pair.target else None,
+                           **{k: getattr(config, k) for k in CLIP_SETTINGS}}
     start = time.perf_counter()
     try:
         spectrograms = cache.get(pair, config)
@@ -127,7 +129,11 @@ def run_pair(pair: SongPair, index: int, config: TransferConfig, cache: PairCach
                    runtime_seconds=time.perf_counter() - start)
         return PairOutcome(row)
     summary = result.summary()
-    row.update({k: summary[k] for k in MEASURES}, status="ok", error="",
+    if pair.target is not None:  # the corpus knows the right answer: distances to it (musicstyle.truth)
+        from ..truth import truth_measures
+
+        summary |= truth_measures(result.audio, pair, config, cache.truth)
+    row.update({k: summary.get(k) for k in PAIR_MEASURES}, status="ok", error="",
                runtime_seconds=time.perf_counter() - start, stop_reason=summary["stop_reason"],
                float64_fallback=summary["float64_fallback"], frames=int(spectrograms.content.shape[1]))
     row["seconds_per_iteration"] = row["optimize_seconds"] / max(row["iterations"], 1)
@@ -149,7 +155,7 @@ def summarise(outcomes: list[PairOutcome]) -> dict[str, Any]:
     """Means over the pairs that ran (the trial's figures)."""
     rows = [o.row for o in outcomes if o.row.get("status") == "ok"]
     summary: dict[str, Any] = {"pairs_done": len(rows)}
-    for key in MEASURES + ("seconds_per_iteration",):
+    for key in PAIR_MEASURES + ("seconds_per_iteration",):
         values = [r[key] for r in rows if r.get(key) is not None]
         summary[key] = float(np.mean(values)) if values else None
     return summary
@@ -190,7 +196,7 @@ def find_repeat(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial | None:
 
 def copy_repeat(trial: optuna.Trial, repeat: FrozenTrial) -> list[float]:
     """Record `repeat`'s figures on `trial` instead of running it again; its values (or TrialPruned)."""
-    for key in ("pairs", "loss_history", *MEASURES, "seconds_per_iteration", "pairs_done"):
+    for key in ("pairs", "loss_history", *PAIR_MEASURES, "seconds_per_iteration", "pairs_done"):
         if key in repeat.user_attrs:
             trial.set_user_attr(key, repeat.user_attrs[key])
     trial.set_user_attr("repeat_of", repeat.number)

@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..io import write_csv, write_text
 from ..listening import write_sweep_listening_report
-from ..measures import TRIAL_MEASURES, objective_measures
+from ..measures import TRIAL_MEASURES, TRUTH_MEASURES, objective_measures
 from ..report import activation_table, best_rows, fmt, mean_std, plot_spectrograms
 from . import plots
 from .objective import PairCache, run_pair, summarise
@@ -87,8 +87,9 @@ def results_markdown(frame: pd.DataFrame, meta: dict[str, Any], reevaluation: pd
              runtime_line(frame), ""]
     lines += ["## Best configurations", ""]
     best = best_rows(frame, objective)
+    truth = [k for k in TRUTH_MEASURES if k in frame and frame[k].notna().any()]  # pairs with targets only
     measures = ["final_loss", "quality_score", "style_distance", "content_distance", "spectral_convergence",
-                "runtime_seconds"]
+                *truth, "runtime_seconds"]
     lines.append(_table(best, ["trial"] + params + measures + ["paper_row"]) if not best.empty
                  else "No completed trial yet.")
     lines += ["", "## The paper's four rows, measured here", "",
@@ -108,7 +109,8 @@ def results_markdown(frame: pd.DataFrame, meta: dict[str, Any], reevaluation: pd
         for number, group in reevaluation.groupby("trial", sort=False):
             rows.append({"trial": number, "seeds": len(group),
                          **{k: mean_std(group[k]) for k in ("quality_score", "style_distance", "content_distance",
-                                                             "final_loss") if k in group}})
+                                                             "truth_score", "final_loss")
+                            if k in group and group[k].notna().any()}})
         lines.append(pd.DataFrame(rows).to_markdown(index=False))
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
@@ -155,10 +157,11 @@ def reevaluate(study: optuna.Study, plan: SweepPlan, k: int, seeds: int) -> pd.D
             summary = summarise(outcomes)
             rows.append({"trial": trial.number, "seed": seed, **dict(trial.params),
                          **{k2: summary[k2] for k2 in ("quality_score", "style_distance", "content_distance",
-                                                       "spectral_convergence", "final_loss")},
+                                                       "spectral_convergence", "truth_score", "final_loss")},
                          "error": "; ".join(failed)})
             if not plan.quiet:
-                print(f"re-evaluated trial {trial.number} seed {seed}: quality {summary['quality_score']}",
+                name = objective_measures(plan.objective)[0]
+                print(f"re-evaluated trial {trial.number} seed {seed}: {name} {summary[name]}",
                       file=sys.stderr, flush=True)
     frame = pd.DataFrame(rows)
     write_csv(plan.results_dir / "reevaluate.csv", frame)
