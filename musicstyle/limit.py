@@ -19,7 +19,8 @@ its seed noise (and without its O(1/N) bias). alpha and beta then mean what they
 
 Kernels: ReLU the arc-cosine kernel of degree 1 (Cho & Saul 2009), LeakyReLU a sum of two of them,
 linear c. Elsewhere a 2-D quadrature: the outer variable u = sqrt(a) z on each half-line by
-half-range Gauss-Hermite nodes (a Gauss rule for exp(-u^2/2) on u > 0: act's kink at 0 costs no accuracy), the inner E[act(v) | u] in closed form
+half-range Gauss-Hermite nodes (a Gauss rule for exp(-z^2 / 2) on z > 0, so act's kink at 0 costs
+no accuracy), the inner E[act(v) | u] in closed form
 (ELU, SELU) or by Gauss-Hermite (smooth GELU, tanh, softplus). Gradients by autograd; each quadrature
 node runs under checkpointing, so memory stays one (T, T) node's worth.
 
@@ -35,7 +36,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.special
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
@@ -54,6 +54,13 @@ TINY = 1e-30
 LOSS_SCALE_NOTE = (f"filters inf: content = {LIMIT_REFERENCE_FILTERS} * lim content_N / N, style = "
                    f"{LIMIT_REFERENCE_FILTERS}^2 * lim style_N / N^2, filters with the Glorot variance of "
                    f"{LIMIT_REFERENCE_FILTERS} filters (comparable with a {LIMIT_REFERENCE_FILTERS}-filter run)")
+
+
+def summary_notes(config: TransferConfig, float64_fallback: bool = False) -> dict[str, str]:
+    """The run summary's note on how its losses are scaled (and, in the limit, the precision used)."""
+    if not math.isinf(config.filters):
+        return {"loss_scale": f"sums over {config.filters} filters (losses.py)"}
+    return {"loss_scale": LOSS_SCALE_NOTE, "precision_used": "fp64" if float64_fallback else "fp32"}
 
 
 def limit_variance(n_bins: int, kernel_width: int, gain: float) -> float:
@@ -175,7 +182,7 @@ def half_line_nodes(n: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     w = w * 8.0 * np.exp(-0.5 * t * t)
     alphas, betas = [], []
     prev, cur = np.zeros_like(t), np.ones_like(t) / math.sqrt(w.sum())
-    for k in range(n):
+    for _ in range(n):
         alpha = float(np.sum(w * t * cur * cur))
         nxt = (t - alpha) * cur - (betas[-1] if betas else 0.0) * prev
         beta = math.sqrt(float(np.sum(w * nxt * nxt)))

@@ -15,6 +15,7 @@ import ctypes
 import dataclasses
 import functools
 import hashlib
+import math
 import sys
 import time
 import warnings
@@ -30,6 +31,7 @@ import torch
 from . import fused
 from .config import INIT_NOISE_STD, TransferConfig
 from .errors import DivergenceError
+from .limit import build_limit_problem
 from .losses import StyleTarget, loss_terms, style_anchor, style_target
 from .network import (
     Anchor,
@@ -137,8 +139,13 @@ def build_problem(
 
     content_spec, style_spec: (bins, frames) on the target device. With bfloat16 products the
     filters are rounded to bfloat16 once (that is the run's network) and the targets are computed
-    with float32 products, like the anchors (`exact_anchor`).
+    with float32 products, like the anchors (`exact_anchor`). filters inf: the limit's `LimitProblem`.
     """
+    if math.isinf(config.filters):
+        if config.precision == "bf16":
+            warnings.warn("precision bf16: filters inf runs in float32 (its products are frames x frames)",
+                          stacklevel=2)
+        return build_limit_problem(content_spec, style_spec, config, dtype)  # type: ignore[return-value]
     device = content_spec.device
     filters = random_filters(content_spec.shape[0], config.filters, config.kernel_width, config.init_gain,
                              config.seed, device=device, dtype=dtype)
