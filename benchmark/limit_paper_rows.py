@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--paper-dir", default=os.environ.get("MUSICSTYLE_PAPER_SONGS"),
                         help="folder with imperial.mp3 and usa.mp3 (default: $MUSICSTYLE_PAPER_SONGS)")
     parser.add_argument("--activations", default="relu,leaky_relu,elu,selu")
+    parser.add_argument("--weights", default="both", choices=("both", "paper", "blog"),
+                        help="which weighting's cells to run (the table shows every cell run so far)")
+    parser.add_argument("--workers", type=int, default=1, help="processes running at once (reproduce.run_all)")
     parser.add_argument("--out", default=str(REPO / "results" / "limit"))
     args = parser.parse_args(argv)
     if not args.paper_dir:
@@ -72,11 +75,13 @@ def main(argv: list[str] | None = None) -> None:
     from limit_convergence import commit, machine
 
     wanted = args.activations.split(",")
-    runs = [r for r in plan_runs(1, 1) if r.group == "limit" and r.settings["activation"] in wanted]
+    runs = [r for r in plan_runs(1, 1) if r.group == "limit" and r.settings["activation"] in wanted
+            and (args.weights == "both" or r.label.split(" @ ")[1].startswith(args.weights))]
     out = Path(args.out)
     base = TransferConfig()
     start = time.perf_counter()
-    frame = run_all(args.paper_dir, out / "paper-rows", base, runs)
+    run_all(args.paper_dir, out / "paper-rows", base, runs, workers=args.workers)
+    frame = pd.read_csv(out / "paper-rows" / "runs.csv")  # every cell run so far, this time's and earlier
     frame = frame.sort_values(["alpha", "activation"], ascending=[False, True])
     command = "python benchmark/limit_paper_rows.py " + " ".join(sys.argv[1:] if argv is None else argv)
     text = "\n".join([
