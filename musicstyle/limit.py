@@ -302,7 +302,7 @@ class LimitProblem:
         return 2.0 * off + self.kernel(norms, norms, cross.diagonal()).square().sum()
 
     def loss_parts(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(weighted total, content, style) for a (bins, frames) spectrogram, scaled as the module says."""
+        """(weighted total, content, style), 0-d float64, of a (bins, frames) spectrogram, scaled as limit.py says."""
         c = self.config
         n_ref = LIMIT_REFERENCE_FILTERS
         norms = self.norms(spec)
@@ -311,9 +311,8 @@ class LimitProblem:
         content = n_ref * (own.sum() - 2.0 * self.kernel(norms, self.content_norms, dots).sum() + self.content_self)
         style_sum = (self.style_sums(spec, norms) + self.style_self) / self.norm_frames**2
         style = n_ref**2 * style_sum.clamp_min(0.0)
-        total = c.alpha * content + c.beta * style
-        dtype = spec.dtype
-        return total.to(dtype), content.to(dtype), style.to(dtype)
+        # float64, as losses.py's style sums: a float32 total rounds L-BFGS-B's small late decreases to 0
+        return c.alpha * content + c.beta * style, content, style
 
 
 def build_limit_problem(content_spec: torch.Tensor, style_spec: torch.Tensor, config: TransferConfig,
