@@ -128,7 +128,8 @@ def scaling_rows(frame_list: list[int], rounds: int) -> tuple[list[list[str]], s
     lim = np.array([results["relu", n]["ms"] for n in frame_list])
     a = np.polyfit(t, finite, 1)  # the finite step: linear in T (its T^2 frames-identity part switches off)
     b = np.polyfit(t, lim, 2)  # the limit: T^2 products and kernels
-    roots = [x.real for x in np.roots(b - np.pad(a, (1, 0))) if abs(x.imag) < 1e-9 and x.real > 0]
+    # where the limit, faster at the shortest clip, becomes slower: a root past the shortest clip measured
+    roots = [x.real for x in np.roots(b - np.pad(a, (1, 0))) if abs(x.imag) < 1e-9 and x.real > frame_list[0]]
     if not roots:
         crossover = "no crossover from the fits (the limit stays faster on every clip length they cover)"
     else:
