@@ -3,6 +3,7 @@
     python benchmark/bench_step.py            # full: about 10-15 minutes on 2 CPU cores
     python benchmark/bench_step.py --quick    # a minute or two; writes nothing unless --out is given
     python benchmark/bench_step.py --device cuda
+    python benchmark/bench_step.py --infinite # the infinite-filter rows only (bench_limit.py)
 
 Everything is timed side by side on the same inputs, interleaved round by round, and reported as
 medians and ratios from one run (the machine may be shared: compare ratios, not absolute times). In the
@@ -503,6 +504,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--system-malloc", action="store_true",
                         help="leave glibc's malloc settings alone (what optimize.keep_freed_memory buys)")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)  # one scaling case, in a subprocess
+    parser.add_argument("--infinite", action="store_true",
+                        help="only the infinite-filter rows (bench_limit.py); default out results/limit/benchmark.md")
+    parser.add_argument("--infinite-case", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if args.system_malloc:
@@ -518,6 +522,21 @@ def main(argv: list[str] | None = None) -> None:
     torch.backends.cudnn.allow_tf32 = False  # fp32 is fp32 for the reference conv1d too (cuDNN default: TF32)
     if args.case:
         print(json.dumps(run_case(args.case, device, args.rounds or 3)))
+        return
+    if args.infinite or args.infinite_case:
+        import bench_limit
+        from limit_convergence import commit
+
+        if args.infinite_case:
+            print(json.dumps(bench_limit.run_case(args.infinite_case, args.rounds or 3)))
+            return
+        command = "python benchmark/bench_step.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        text = bench_limit.report(args.rounds or (3 if args.quick else 5), args.quick, table,
+                                  machine(device) + bench_limit.isa_note(), command.strip(), commit())
+        out = args.out or (None if args.quick else str(REPO / "results" / "limit" / "benchmark.md"))
+        if out:
+            write_text(out, text)
+            print(f"wrote {out}")
         return
     quick = args.quick
     rounds = args.rounds or (3 if quick else 7)

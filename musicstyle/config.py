@@ -21,6 +21,7 @@ INITS = ("noise", "content", "zeros")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
 GRAM_MODES = ("auto", "filters", "frames")
+INF_WORDS = ("inf", "infinity", ".inf")  # how `filters` is set to the infinite-filter limit
 
 
 def _opt(default: Any, help: str, cli: str | None = None, **extra: Any) -> Any:
@@ -41,7 +42,8 @@ class TransferConfig:
     n_fft: int = _opt(2048, "STFT size (samples): n_fft // 2 + 1 frequency bins")
     hop: int = _opt(512, "STFT hop (samples)")
     # network
-    filters: int = _opt(4096, "number of random convolution filters")
+    filters: int | float = _opt(4096, "number of random convolution filters, or inf: the infinite-filter limit "
+                                "(docs/limit.md)")
     kernel_width: int = _opt(11, "filter width along time (frames)")
     init_gain: float = _opt(math.sqrt(2.0), "gain of the Glorot-normal init (base paper sqrt(2), Keras 1)")
     activation: str = _opt("relu", "non-linearity after the convolution", choices=ACTIVATIONS)
@@ -86,6 +88,8 @@ INIT_NOISE_STD = 1e-3  # the base paper's start: randn(bins, frames) * 1e-3
 def _coerce(name: str, value: Any) -> Any:
     """Convert a value (possibly a string from the CLI or YAML) to the field's type."""
     default = FIELDS[name].default
+    if name == "filters" and (value == math.inf or (isinstance(value, str) and value.strip().lower() in INF_WORDS)):
+        return math.inf
     optional = name in ("clip_seconds", "frames")
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
         if optional:
@@ -140,6 +144,8 @@ def validate(config: TransferConfig) -> None:
     need(math.isfinite(c.init_gain) and c.init_gain > 0, f"setting 'init_gain' must be positive, got {c.init_gain}")
     need(math.isfinite(c.leaky_slope) and c.leaky_slope >= 0,
          f"setting 'leaky_slope' must be >= 0, got {c.leaky_slope}")
+    need(not (math.isinf(c.filters) and c.pooling > 1),
+         f"setting 'filters' inf has no closed form with max pooling: set 'pooling' to 1 (got {c.pooling})")
     for name, f in FIELDS.items():
         choices = f.metadata.get("choices")
         if choices:

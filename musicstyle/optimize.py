@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import time
 import warnings
 from collections import OrderedDict
@@ -26,6 +27,7 @@ import torch
 from . import fused
 from .config import INIT_NOISE_STD, TransferConfig
 from .errors import DivergenceError
+from .limit import build_limit_problem
 from .losses import Anchor, StyleTarget, loss_terms, style_anchor, style_target
 from .machine import keep_freed_memory, one_blas_thread
 from .network import (
@@ -105,8 +107,13 @@ def build_problem(
 
     content_spec, style_spec: (bins, frames) on the target device. With bfloat16 products the
     filters are rounded to bfloat16 once (that is the run's network) and the targets are computed
-    with float32 products, like the anchors (`exact_anchor`).
+    with float32 products, like the anchors (`exact_anchor`). filters inf: the limit's `LimitProblem`.
     """
+    if math.isinf(config.filters):
+        if config.precision == "bf16":
+            warnings.warn("precision bf16: filters inf runs in float32 (its products are frames x frames)",
+                          stacklevel=2)
+        return build_limit_problem(content_spec, style_spec, config, dtype)  # type: ignore[return-value]
     device = content_spec.device
     filters = random_filters(content_spec.shape[0], config.filters, config.kernel_width, config.init_gain,
                              config.seed, device=device, dtype=dtype)

@@ -5,7 +5,8 @@ Three groups of runs, all on the same pair with the base paper's settings unless
 - rows:     the table's four rows as printed (base paper's L-BFGS, gain sqrt(2), LeakyReLU slope 0.3);
 - variants: the details the blog leaves open, one at a time (optimiser, init gain, LeakyReLU slope,
             iterations, filters, pooling);
-- ablation: every activation at both weight settings, so activation and weights are separated.
+- ablation: every activation at both weight settings, so activation and weights are separated;
+- limit:    every such cell with infinitely many filters (`--filters inf`, limit.py; docs/limit.md).
 
 Every run also gets the fair measures (`metrics.py`), which do not depend on the run's weights.
 Results go to `runs.csv` after each run (a restart skips what is done), then `report.md` and plots.
@@ -80,6 +81,10 @@ def plan_runs(seeds: int, variant_seeds: int, quick: bool = False) -> list[Run]:
         variants.append(("max pooling 2", row, {"pooling": 2}))
     for label, row, change in variants:
         runs += [Run("variants", label, row.name, row.settings | change, s) for s in range(variant_seeds)]
+    for name, (alpha, beta) in WEIGHTS.items():  # every cell in the infinite-filter limit (limit.py)
+        for activation in ACTIVATIONS:
+            settings = {"activation": activation, "alpha": alpha, "beta": beta, "filters": math.inf}
+            runs += [Run("limit", f"{activation} @ {name}, filters inf", "", settings, s) for s in range(variant_seeds)]
     if quick:  # the four rows once, one ablation cell, one variant: a smoke test of the whole report
         first_ablation = next(r for r in runs if r.group == "ablation")
         first_variant = next(r for r in runs if r.group == "variants")

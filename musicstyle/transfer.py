@@ -13,6 +13,7 @@ import torch
 from .audio import load_clip
 from .config import TransferConfig
 from .errors import AudioError, ConfigError
+from .limit import summary_notes
 from .metrics import EvaluationSpace, FairMeasures, evaluation_space, fair_measures
 from .optimize import OptimizationResult, Problem, Progress, optimize_spectrogram
 from .reconstruct import griffin_lim
@@ -79,6 +80,7 @@ class TransferResult:
             "optimize_seconds": o.optimize_seconds, "seconds_per_evaluation": o.seconds_per_evaluation,
             "reconstruct_seconds": self.reconstruct_seconds, "stop_reason": o.stop_reason,
             "float64_fallback": o.float64_fallback, **self.measures.to_dict(),
+            **summary_notes(self.config, o.float64_fallback),
             "device": self.device, "config": self.config.to_dict(),
         }
 
