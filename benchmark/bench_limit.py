@@ -42,16 +42,10 @@ def isa_note() -> str:
 
 
 def limit_step(content: torch.Tensor, style: torch.Tensor, activation: str):
-    """A (spec -> (loss, gradient)) step of the limit, fp32, the paper's weights."""
-    problem = build_limit_problem(content, style, make_config({"filters": "inf", "activation": activation}))
+    """A (spec -> (loss, gradient)) step of the limit, fp32, the paper's weights (bench_step's project step)."""
+    from bench_step import project_step
 
-    def step(spec: torch.Tensor) -> tuple[float, torch.Tensor]:
-        x = spec.detach().clone().requires_grad_(True)
-        total, _, _ = problem.loss_parts(x)
-        total.backward()
-        return float(total.detach()), x.grad
-
-    return step
+    return project_step(build_limit_problem(content, style, make_config({"filters": "inf", "activation": activation})))
 
 
 def limit_floor(content: torch.Tensor, style: torch.Tensor):

@@ -37,11 +37,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .config import TransferConfig
-from .network import glorot_std
+from .network import activate, glorot_std
 
 LIMIT_REFERENCE_FILTERS = 4096  # the paper's filter count: its Glorot variance, and the losses' scale
 OUTER_NODES = 6  # half-range Gauss-Hermite nodes per half-line of the outer variable
@@ -141,29 +140,8 @@ def gaussian_mean(activation: str, m: torch.Tensor, s: torch.Tensor) -> torch.Te
         return m * _ndtr(r) + s * s * torch.exp(-0.5 * r * r) / (q * math.sqrt(2 * math.pi))
     nodes, weights = hermite_nodes(INNER_NODES[activation], m.dtype, m.device)
     shape = (-1,) + (1,) * m.dim()
-    values = act(activation, m.unsqueeze(0) + s.unsqueeze(0) * nodes.view(shape))
+    values = activate(m.unsqueeze(0) + s.unsqueeze(0) * nodes.view(shape), activation)
     return (values * weights.view(shape)).sum(0)
-
-
-def act(activation: str, x: torch.Tensor, leaky_slope: float = 0.3) -> torch.Tensor:
-    """network.activate's functions (kept here to import nothing heavier)."""
-    if activation == "relu":
-        return F.relu(x)
-    if activation == "leaky_relu":
-        return F.leaky_relu(x, leaky_slope)
-    if activation == "elu":
-        return F.elu(x)
-    if activation == "selu":
-        return F.selu(x)
-    if activation == "gelu":
-        return F.gelu(x)
-    if activation == "tanh":
-        return torch.tanh(x)
-    if activation == "softplus":
-        return F.softplus(x)
-    if activation == "linear":
-        return x
-    raise ValueError(f"unknown activation {activation!r}")
 
 
 @functools.cache
@@ -208,7 +186,7 @@ def _node_term(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, t: torch.Tenso
     """One outer node: act(sqrt(a) t) E[act(v) | u = sqrt(a) t], v | u ~ N(c t / sqrt(a), b - c^2 / a)."""
     root_a = torch.sqrt(a)
     s = torch.sqrt((b - c * c / a).clamp_min(1e-12 * b + TINY))
-    return act(activation, root_a * t) * gaussian_mean(activation, c * t / root_a, s)
+    return activate(root_a * t, activation) * gaussian_mean(activation, c * t / root_a, s)
 
 
 def quadrature_kernel(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, activation: str,
