@@ -19,7 +19,7 @@ ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "softplus", 
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("noise", "content", "zeros")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
 GRAM_MODES = ("auto", "filters", "frames")
 
 
@@ -64,7 +64,8 @@ class TransferConfig:
     # run
     seed: int = _opt(0, "seed of the filters, the start noise and the Griffin-Lim phase")
     device: str = _opt("auto", "auto (CUDA when present), cpu or cuda", choices=DEVICES)
-    precision: str = _opt("fp32", "fp32, or bf16 matrix products (autocast) for speed", choices=PRECISIONS)
+    precision: str = _opt("fp32", "fp32, bf16 matrix products for speed, or auto: bf16 where its products "
+                          "are fast (AVX-512 BF16 / AMX, CUDA), else fp32", choices=PRECISIONS)
 
     def replace(self, **changes: Any) -> TransferConfig:
         """A copy with some settings changed, checked."""

@@ -59,6 +59,25 @@ def describe(device: str = "cpu") -> str:
     return text
 
 
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU flags with fast bfloat16 products
+CAPPED_ENV = ("ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA")
+
+
+def fast_bf16_cpu(flags: frozenset[str] | None = None, env: dict[str, str] | None = None) -> tuple[bool, str]:
+    """(whether this CPU multiplies bfloat16 fast, why): the avx512_bf16 or amx_bf16 flag, and no
+    environment variable capping torch/oneDNN below them (AVX2 emulation)."""
+    flags = cpu_info()[1] if flags is None else flags
+    env = dict(os.environ) if env is None else env
+    have = [f for f in BF16_FLAGS if f in flags]
+    if not have:
+        return False, f"no {' or '.join(BF16_FLAGS)} on this CPU"
+    for name in CAPPED_ENV:
+        value = env.get(name, "").upper()
+        if value and not any(s in value for s in ("BF16", "AMX", "FP16", "ALL", "AVX10", "AVX512")):
+            return False, f"{name}={env[name]} caps the kernels below {'/'.join(have)}"
+    return True, f"{'/'.join(have)} on this CPU"
+
+
 def one_blas_thread() -> threadpoolctl.threadpool_limits:
     """One BLAS thread (inside a `with`, or from now on): scipy's L-BFGS-B works on long vectors with
     small BLAS calls that are slower with BLAS threads starting and spinning beside torch's."""
