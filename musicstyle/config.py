@@ -17,6 +17,7 @@ from .values import number
 
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "softplus", "linear")
 OPTIMIZERS = ("lbfgs", "adam")
+LR_SCHEDULES = ("constant", "cosine")
 INITS = ("noise", "content", "zeros")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -56,6 +57,8 @@ class TransferConfig:
     optimizer: str = _opt("lbfgs", "lbfgs (scipy L-BFGS-B, memory 10, as the base paper) or adam",
                           choices=OPTIMIZERS)
     lr: float = _opt(1e-3, "Adam learning rate (L-BFGS ignores it, as the base paper did)")
+    lr_schedule: str = _opt("constant", "Adam learning rate over the steps: constant, or cosine decay to 0",
+                            choices=LR_SCHEDULES)
     iterations: int = _opt(300, "optimiser iterations (L-BFGS maxiter, Adam steps)")
     init: str = _opt("noise", "start of the optimised spectrogram: noise (randn * 1e-3), content or zeros",
                      choices=INITS)

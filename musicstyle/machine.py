@@ -51,9 +51,9 @@ def describe(device: str = "cpu") -> str:
     isa = ", ".join(f for f in ISA_FLAGS if f in flags) or "none of " + "/".join(ISA_FLAGS)
     text = (f"{model}, {os.cpu_count()} cores ({isa}), torch {torch.__version__}, "
             f"{torch.get_num_threads()} torch threads, Python {platform.python_version()}")
-    forced = os.environ.get("ATEN_CPU_CAPABILITY")
-    if forced:
-        text += f", ATEN_CPU_CAPABILITY={forced}"
+    for name in ("ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS"):  # an emulated ISA
+        if os.environ.get(name):
+            text += f", {name}={os.environ[name]}"
     if str(device).startswith("cuda") and torch.cuda.is_available():
         text += f", GPU {torch.cuda.get_device_name(0)}"
     return text
@@ -73,7 +73,9 @@ def fast_bf16_cpu(flags: frozenset[str] | None = None, env: dict[str, str] | Non
         return False, f"no {' or '.join(BF16_FLAGS)} on this CPU"
     for name in CAPPED_ENV:
         value = env.get(name, "").upper()
-        if value and not any(s in value for s in ("BF16", "AMX", "FP16", "ALL", "AVX10", "AVX512")):
+        ok = value.startswith("AVX512") if name == "ATEN_CPU_CAPABILITY" else any(
+            s in value for s in ("BF16", "AMX", "FP16", "ALL", "AVX10"))  # oneDNN's ISA names
+        if value and not ok:
             return False, f"{name}={env[name]} caps the kernels below {'/'.join(have)}"
     return True, f"{'/'.join(have)} on this CPU"
 

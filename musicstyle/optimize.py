@@ -318,6 +318,8 @@ def _run_adam(problem: Problem, x0: np.ndarray, progress: Progress | None) -> di
     device, dtype = problem.filters.device, problem.filters.dtype
     spec = torch.tensor(x0, device=device, dtype=dtype, requires_grad=True)
     optimizer = torch.optim.Adam([spec], lr=config.lr)
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.iterations)
+                if config.lr_schedule == "cosine" else None)
     history: list[float] = []
     initial = None
     for step in range(1, config.iterations + 1):
@@ -331,6 +333,8 @@ def _run_adam(problem: Problem, x0: np.ndarray, progress: Progress | None) -> di
             last = problem.last_convolved
             problem.last_convolved = Anchor(last.spec.clone(), last.pre, last.style)
         optimizer.step()
+        if schedule is not None:
+            schedule.step()
         if uses_anchor(problem):  # Adam has no line search: every step starts from the last point
             problem.anchor = _next_anchor(problem, step, problem.last_convolved.spec)
         history.append(value)
