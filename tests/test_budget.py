@@ -87,7 +87,9 @@ def test_projection_line_names_precision_seconds_and_wall_time():
     line = projection.line()
     assert "\n" not in line
     assert re.fullmatch(r"projection: precision fp32 \(auto: no fast bfloat16 products .*\); 20-90 s per trial "
-                        r"\(filters 1024/2048/4096: 5 pairs x 60 L-BFGS iterations at 130 frames \+ Griffin-Lim 30 "
+                        r"\(filters 1024/2048/4096: 5 pairs x 60 L-BFGS iterations \(1\.25 evaluations each\) "
+                        r"at 130 frames "
+                        r"\+ Griffin-Lim 30 "
                         r"\+ fair measures, 1 torch thread\(s\) per worker\); 200 trials on 2 worker\(s\): "
                         r"about 83 min \(before pruning\)", line), line
     assert projection.wall_seconds == pytest.approx(200 * 50.0 / 2)

@@ -6,8 +6,9 @@
 
 The timing runs the first pair at each searched filter count (the cost's main knob besides frames and
 iterations) with `cores // workers` torch threads, as the workers run: L-BFGS for 2 and for
-2 + TIMED_ITERATIONS iterations (the difference gives seconds per iteration, the rest the set-up of a
-pair's problem), then Griffin-Lim and the fair measures once. A trial is projected as every pair at
+2 + TIMED_ITERATIONS iterations (the difference gives seconds per loss evaluation, the rest the set-up of
+a pair's problem), then Griffin-Lim and the fair measures once. An iteration is projected at
+EVALUATIONS_PER_ITERATION evaluations. A trial is projected as every pair at
 that cost; pruning and Adam trials (one evaluation per step) only make it shorter.
 """
 
@@ -35,6 +36,11 @@ from .objective import pair_config
 from .plan import SweepPlan
 
 TIMED_ITERATIONS = 4  # L-BFGS iterations timed per filter count, beyond the 2 that set up and warm up
+# Loss evaluations per L-BFGS iteration over a whole run, for the projection: the first iterations take
+# several (line searches from a poor start), which the short timed runs would otherwise extrapolate. The
+# value sits at the top of the range of the committed paper runs (results/paper/runs.csv: evaluations /
+# iterations), so that the projection errs long.
+EVALUATIONS_PER_ITERATION = 1.25
 
 
 def resolve_sweep_precision(settings: SweepSettings) -> tuple[str, str]:
@@ -92,7 +98,8 @@ class Projection:
         filters = "/".join(str(f) for f in sorted(self.seconds_per_trial))
         span = f"{low:.0f} s" if round(low) == round(high) else f"{low:.0f}-{high:.0f} s"
         return (f"projection: precision {self.precision} ({self.reason}); {span} per trial (filters {filters}: "
-                f"{self.pairs} pairs x {self.iterations} L-BFGS iterations at {self.frames} frames + Griffin-Lim "
+                f"{self.pairs} pairs x {self.iterations} L-BFGS iterations ({EVALUATIONS_PER_ITERATION:g} "
+                f"evaluations each) at {self.frames} frames + Griffin-Lim "
                 f"{self.griffin_lim_iters} + fair measures, {self.threads} torch thread(s) per worker); "
                 f"{self.trials_left} trials on {self.workers} worker(s): about {format_duration(self.wall_seconds)} "
                 "(before pruning)")
@@ -134,12 +141,12 @@ def measure(plan: SweepPlan, precision: str, reason: str, trials_left: int) -> P
             run(config)  # warm-up (the bf16 step compiles once per process)
             short, t_short = run(config)
             result, t_long = run(config.replace(iterations=2 + TIMED_ITERATIONS))
-            extra = max(result.iterations - short.iterations, 1)
-            per_iteration = max(t_long - t_short, 0.0) / extra
-            setup = max(t_short - short.iterations * per_iteration, 0.0)
+            per_evaluation = max(t_long - t_short, 0.0) / max(result.evaluations - short.evaluations, 1)
+            setup = max(t_short - short.evaluations * per_evaluation, 0.0)
+            per_iteration = per_evaluation * EVALUATIONS_PER_ITERATION
             per_trial[filters] = setup + base.iterations * per_iteration
-            parts = {"setup_seconds": setup, "seconds_per_iteration": per_iteration,
-                     "evaluations_per_iteration": result.evaluations / max(result.iterations, 1)}
+            parts = {"setup_seconds": setup, "seconds_per_evaluation": per_evaluation,
+                     "seconds_per_iteration": per_iteration}
         clear_problem_cache()
         magnitude = magnitude_from_log(result.spectrogram)
         audio, t_gl = _timed(lambda: griffin_lim(magnitude, base.n_fft, base.hop, base.griffin_lim_iters,
