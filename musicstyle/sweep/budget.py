@@ -5,9 +5,9 @@
     print(projection.line())                                 # one line: precision, why, s/trial, wall time
 
 The timing runs the first pair at each searched filter count (the cost's main knob besides frames and
-iterations) with `cores // workers` torch threads, as the workers run: L-BFGS for 2 and for
-2 + TIMED_ITERATIONS iterations (the difference gives seconds per loss evaluation, the rest the set-up of
-a pair's problem), then Griffin-Lim and the fair measures once. An iteration is projected at
+iterations) with `cores // workers` torch threads, as the workers run: after a one-iteration warm-up,
+L-BFGS for TIMED_ITERATIONS iterations gives seconds per loss evaluation (the set-up of the pair's
+problem spread over them), then Griffin-Lim and the fair measures once. An iteration is projected at
 EVALUATIONS_PER_ITERATION evaluations. A trial is projected as every pair at
 that cost; pruning and Adam trials (one evaluation per step) only make it shorter.
 """
@@ -35,7 +35,7 @@ from ..transfer import load_pair, resolve_device
 from .objective import pair_config
 from .plan import SweepPlan
 
-TIMED_ITERATIONS = 4  # L-BFGS iterations timed per filter count, beyond the 2 that set up and warm up
+TIMED_ITERATIONS = 5  # L-BFGS iterations timed per filter count, after a one-iteration warm-up
 # Loss evaluations per L-BFGS iteration over a whole run, for the projection: the first iterations take
 # several (line searches from a poor start), which the short timed runs would otherwise extrapolate. The
 # value sits at the top of the range of the committed paper runs (results/paper/runs.csv: evaluations /
@@ -137,16 +137,13 @@ def measure(plan: SweepPlan, precision: str, reason: str, trials_left: int) -> P
             return _timed(lambda: optimize_spectrogram(spectrograms.content, spectrograms.style, config, device))
 
         for filters in searched_filters(settings):
-            config = base.replace(filters=filters, iterations=2)
-            run(config)  # warm-up (the bf16 step compiles once per process)
-            short, t_short = run(config)
-            result, t_long = run(config.replace(iterations=2 + TIMED_ITERATIONS))
-            per_evaluation = max(t_long - t_short, 0.0) / max(result.evaluations - short.evaluations, 1)
-            setup = max(t_short - short.evaluations * per_evaluation, 0.0)
+            config = base.replace(filters=filters, iterations=TIMED_ITERATIONS)
+            run(config.replace(iterations=1))  # warm-up (the bf16 step compiles once per process)
+            result, seconds = run(config)
+            per_evaluation = seconds / max(result.evaluations, 1)  # the problem's set-up included: errs long
             per_iteration = per_evaluation * EVALUATIONS_PER_ITERATION
-            per_trial[filters] = setup + base.iterations * per_iteration
-            parts = {"setup_seconds": setup, "seconds_per_evaluation": per_evaluation,
-                     "seconds_per_iteration": per_iteration}
+            per_trial[filters] = base.iterations * per_iteration
+            parts = {"seconds_per_evaluation": per_evaluation, "seconds_per_iteration": per_iteration}
         clear_problem_cache()
         magnitude = magnitude_from_log(result.spectrogram)
         audio, t_gl = _timed(lambda: griffin_lim(magnitude, base.n_fft, base.hop, base.griffin_lim_iters,
