@@ -81,13 +81,13 @@ def write(path: Path, args: argparse.Namespace, rows: list) -> None:
              f"Machine: {describe()}; load average {load} (a shared machine: other processes ran beside this).",
              f"Medians of {args.rounds} round(s) per variant; each projects {args.trials} trials on the default "
              "worker count, one torch thread per worker, before pruning.", "",
-             "| variant | --set | precision | frames | iterations | s/evaluation (largest filters) | "
+             "| variant | --set | precision | frames | iterations | s/evaluation (largest filters) | set-up s | "
              "Griffin-Lim s | measures s | s per trial by filters | projected wall | rounds' walls |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, overrides, p, walls in rows:
         per = ", ".join(f"{f}: {s:.0f}" for f, s in sorted(p.seconds_per_trial.items()))
         lines.append(f"| {name} | {' '.join(overrides) or '-'} | {p.precision} | {p.frames} | "
-                     f"{p.iterations} | {p.parts['seconds_per_evaluation']:.3f} | "
+                     f"{p.iterations} | {p.parts['seconds_per_evaluation']:.3f} | {p.parts['setup_seconds']:.2f} | "
                      f"{p.parts['griffin_lim_seconds']:.2f} | {p.parts['measures_seconds']:.2f} | {per} | "
                      f"{format_duration(p.wall_seconds)} | {', '.join(format_duration(w) for w in walls)} |")
     text = path.read_text() if path.exists() else (

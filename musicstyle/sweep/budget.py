@@ -6,10 +6,10 @@
 
 The timing runs the first pair at each searched filter count (the cost's main knob besides frames and
 iterations) with `cores // workers` torch threads, as the workers run: after a one-iteration warm-up,
-L-BFGS for TIMED_ITERATIONS iterations gives seconds per loss evaluation (the set-up of the pair's
-problem spread over them), then Griffin-Lim and the fair measures once. An iteration is projected at
-EVALUATIONS_PER_ITERATION evaluations. A trial is projected as every pair at
-that cost; pruning and Adam trials (one evaluation per step) only make it shorter.
+the pair's problem is built (filters, content features, style target; timed apart) and L-BFGS runs
+TIMED_ITERATIONS iterations on it (seconds per loss evaluation); then Griffin-Lim and the fair
+measures run once. An iteration is projected at EVALUATIONS_PER_ITERATION evaluations, and a trial as
+every pair at that cost; pruning and Adam trials (one evaluation per step) only make it shorter.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ..config import TransferConfig
 from ..machine import describe
 from ..metrics import evaluation_space, fair_measures
 from ..network import resolve_precision
-from ..optimize import OptimizationResult, clear_problem_cache, optimize_spectrogram
+from ..optimize import OptimizationResult, cached_problem, clear_problem_cache, optimize_spectrogram
 from ..progress import format_duration
 from ..reconstruct import griffin_lim
 from ..spectrogram import magnitude_from_log
@@ -132,18 +132,24 @@ def measure(plan: SweepPlan, precision: str, reason: str, trials_left: int) -> P
         per_trial: dict[int, float] = {}
         parts: dict[str, float] = {}
         result = None
-        def run(config: TransferConfig) -> tuple[OptimizationResult, float]:
-            clear_problem_cache()  # each timed run builds its problem, as a trial's pair does
-            return _timed(lambda: optimize_spectrogram(spectrograms.content, spectrograms.style, config, device))
+        def run(config: TransferConfig) -> tuple[float, OptimizationResult, float]:
+            """(seconds to build the pair's problem, the run, seconds of the run after it)."""
+            clear_problem_cache()  # each trial builds its pairs' problems (the cache holds two)
+            problem, setup = _timed(lambda: cached_problem(spectrograms.content, spectrograms.style, config,
+                                                           device))
+            result, seconds = _timed(lambda: optimize_spectrogram(spectrograms.content, spectrograms.style, config,
+                                                                  device, problem=problem))
+            return setup, result, seconds
 
         for filters in searched_filters(settings):
             config = base.replace(filters=filters, iterations=TIMED_ITERATIONS)
             run(config.replace(iterations=1))  # warm-up (the bf16 step compiles once per process)
-            result, seconds = run(config)
-            per_evaluation = seconds / max(result.evaluations, 1)  # the problem's set-up included: errs long
+            setup, result, seconds = run(config)
+            per_evaluation = seconds / max(result.evaluations, 1)
             per_iteration = per_evaluation * EVALUATIONS_PER_ITERATION
-            per_trial[filters] = base.iterations * per_iteration
-            parts = {"seconds_per_evaluation": per_evaluation, "seconds_per_iteration": per_iteration}
+            per_trial[filters] = setup + base.iterations * per_iteration
+            parts = {"setup_seconds": setup, "seconds_per_evaluation": per_evaluation,
+                     "seconds_per_iteration": per_iteration}
         clear_problem_cache()
         magnitude = magnitude_from_log(result.spectrogram)
         audio, t_gl = _timed(lambda: griffin_lim(magnitude, base.n_fft, base.hop, base.griffin_lim_iters,
