@@ -90,6 +90,8 @@ def write(path: Path, args: argparse.Namespace, rows: list) -> None:
                      f"{p.iterations} | {p.parts['seconds_per_evaluation']:.3f} | {p.parts['setup_seconds']:.2f} | "
                      f"{p.parts['griffin_lim_seconds']:.2f} | {p.parts['measures_seconds']:.2f} | {per} | "
                      f"{format_duration(p.wall_seconds)} | {', '.join(format_duration(w) for w in walls)} |")
+    lines += ["", "The sweep's start-up line for each variant:", ""]
+    lines += [f"- {name}: `{p.line()}`" for name, _, p, _ in rows]
     text = path.read_text() if path.exists() else (
         "# The default sweep's projected time, native and under AVX2 emulation\n\n"
         "Written by `benchmark/budget_projection.py` (the projection `python sweep.py` prints at its start).\n")
