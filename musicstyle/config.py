@@ -17,9 +17,10 @@ from .values import number
 
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "softplus", "linear")
 OPTIMIZERS = ("lbfgs", "adam")
+LR_SCHEDULES = ("constant", "cosine")
 INITS = ("noise", "content", "zeros")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
 GRAM_MODES = ("auto", "filters", "frames")
 INF_WORDS = ("inf", "infinity", ".inf")  # how `filters` is set to the infinite-filter limit
 
@@ -58,6 +59,8 @@ class TransferConfig:
     optimizer: str = _opt("lbfgs", "lbfgs (scipy L-BFGS-B, memory 10, as the base paper) or adam",
                           choices=OPTIMIZERS)
     lr: float = _opt(1e-3, "Adam learning rate (L-BFGS ignores it, as the base paper did)")
+    lr_schedule: str = _opt("constant", "Adam learning rate over the steps: constant, or cosine decay to 0",
+                            choices=LR_SCHEDULES)
     iterations: int = _opt(300, "optimiser iterations (L-BFGS maxiter, Adam steps)")
     init: str = _opt("noise", "start of the optimised spectrogram: noise (randn * 1e-3), content or zeros",
                      choices=INITS)
@@ -66,7 +69,8 @@ class TransferConfig:
     # run
     seed: int = _opt(0, "seed of the filters, the start noise and the Griffin-Lim phase")
     device: str = _opt("auto", "auto (CUDA when present), cpu or cuda", choices=DEVICES)
-    precision: str = _opt("fp32", "fp32, or bf16 matrix products (autocast) for speed", choices=PRECISIONS)
+    precision: str = _opt("fp32", "fp32, bf16 matrix products for speed, or auto: bf16 where its products "
+                          "are fast (AVX-512 BF16 / AMX, CUDA), else fp32", choices=PRECISIONS)
 
     def replace(self, **changes: Any) -> TransferConfig:
         """A copy with some settings changed, checked."""

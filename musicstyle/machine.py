@@ -51,12 +51,33 @@ def describe(device: str = "cpu") -> str:
     isa = ", ".join(f for f in ISA_FLAGS if f in flags) or "none of " + "/".join(ISA_FLAGS)
     text = (f"{model}, {os.cpu_count()} cores ({isa}), torch {torch.__version__}, "
             f"{torch.get_num_threads()} torch threads, Python {platform.python_version()}")
-    forced = os.environ.get("ATEN_CPU_CAPABILITY")
-    if forced:
-        text += f", ATEN_CPU_CAPABILITY={forced}"
+    for name in ("ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS"):  # an emulated ISA
+        if os.environ.get(name):
+            text += f", {name}={os.environ[name]}"
     if str(device).startswith("cuda") and torch.cuda.is_available():
         text += f", GPU {torch.cuda.get_device_name(0)}"
     return text
+
+
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU flags with fast bfloat16 products
+CAPPED_ENV = ("ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA")
+
+
+def fast_bf16_cpu(flags: frozenset[str] | None = None, env: dict[str, str] | None = None) -> tuple[bool, str]:
+    """(whether this CPU multiplies bfloat16 fast, why): the avx512_bf16 or amx_bf16 flag, and no
+    environment variable capping torch/oneDNN below them (AVX2 emulation)."""
+    flags = cpu_info()[1] if flags is None else flags
+    env = dict(os.environ) if env is None else env
+    have = [f for f in BF16_FLAGS if f in flags]
+    if not have:
+        return False, f"no {' or '.join(BF16_FLAGS)} on this CPU"
+    for name in CAPPED_ENV:
+        value = env.get(name, "").upper()
+        ok = value.startswith("AVX512") if name == "ATEN_CPU_CAPABILITY" else any(
+            s in value for s in ("BF16", "AMX", "FP16", "ALL", "AVX10"))  # oneDNN's ISA names
+        if value and not ok:
+            return False, f"{name}={env[name]} caps the kernels below {'/'.join(have)}"
+    return True, f"{'/'.join(have)} on this CPU"
 
 
 def one_blas_thread() -> threadpoolctl.threadpool_limits:

@@ -79,6 +79,28 @@ def bf16_supported(device: torch.device | str) -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+def resolve_precision(requested: str, device: torch.device | str) -> tuple[str, str]:
+    """('fp32' or 'bf16', why) for a run's `precision` setting on `device`.
+
+    'auto' is bf16 only where bfloat16 products are fast: on CUDA as `bf16_supported` says, on a CPU
+    with the avx512_bf16 or amx_bf16 flag (`machine.fast_bf16_cpu`, which also sees AVX2 emulation).
+    An explicit 'bf16' where they are slow runs fp32, and says so; 'fp32' stays fp32.
+    """
+    from .machine import fast_bf16_cpu
+
+    device = torch.device(device)
+    if requested == "fp32":
+        return "fp32", "precision fp32 asked for"
+    if device.type == "cuda":
+        fast, why = bf16_supported(device), f"CUDA {'has' if bf16_supported(device) else 'lacks'} bf16 support"
+    else:
+        fast, why = fast_bf16_cpu()
+        fast = fast and bf16_supported(device)
+    if fast:
+        return "bf16", f"{requested}: fast bfloat16 products ({why})"
+    return "fp32", f"{requested}: no fast bfloat16 products ({why}), so float32"
+
+
 def product_columns(columns: int, dtype: torch.dtype) -> int:
     """`columns` rounded up to whole blocks of the CPU's matrix kernels: 32 in bfloat16 (AMX), 16 otherwise.
 

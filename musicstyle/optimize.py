@@ -12,6 +12,7 @@ sweep that share them (other alpha, beta, optimiser, iterations...) skip that wo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 import time
@@ -38,6 +39,7 @@ from .network import (
     convolve_from,
     pool_activations,
     random_filters,
+    resolve_precision,
 )
 
 Progress = Callable[[int, int, float], None]  # (iteration, of iterations, current total loss)
@@ -91,13 +93,22 @@ class Problem:
 
 def product_dtype(config: TransferConfig, dtype: torch.dtype, device: torch.device | str) -> torch.dtype:
     """dtype of the convolution's two products: bfloat16 for precision 'bf16' on a float32 run where
-    bfloat16 products are fast (else float32 with a warning), otherwise the run's dtype."""
-    if config.precision != "bf16" or dtype != torch.float32:
+    bfloat16 products are fast (else float32 with a warning, once per process and device), bfloat16
+    for 'auto' where they are fast (`network.resolve_precision`, silently), otherwise the run's dtype.
+    A sweep resolves 'auto' and 'bf16' once before its trials, so its runs never warn."""
+    if config.precision == "fp32" or dtype != torch.float32:
         return dtype
+    if config.precision == "auto":
+        return torch.bfloat16 if resolve_precision("auto", device)[0] == "bf16" else dtype
     if not bf16_supported(device):
-        warnings.warn(f"precision bf16: no fast bfloat16 products on {device}; running float32", stacklevel=3)
+        _warn_once(f"precision bf16: no fast bfloat16 products on {device}; running float32")
         return dtype
     return torch.bfloat16
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    warnings.warn(message, stacklevel=4)
 
 
 def build_problem(
@@ -314,6 +325,8 @@ def _run_adam(problem: Problem, x0: np.ndarray, progress: Progress | None) -> di
     device, dtype = problem.filters.device, problem.filters.dtype
     spec = torch.tensor(x0, device=device, dtype=dtype, requires_grad=True)
     optimizer = torch.optim.Adam([spec], lr=config.lr)
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.iterations)
+                if config.lr_schedule == "cosine" else None)
     history: list[float] = []
     initial = None
     for step in range(1, config.iterations + 1):
@@ -327,6 +340,8 @@ def _run_adam(problem: Problem, x0: np.ndarray, progress: Progress | None) -> di
             last = problem.last_convolved
             problem.last_convolved = Anchor(last.spec.clone(), last.pre, last.style)
         optimizer.step()
+        if schedule is not None:
+            schedule.step()
         if uses_anchor(problem):  # Adam has no line search: every step starts from the last point
             problem.anchor = _next_anchor(problem, step, problem.last_convolved.spec)
         history.append(value)

@@ -282,6 +282,7 @@ def test_every_optimisation_keeps_freed_memory_for_reuse(monkeypatch):
 
 def test_bf16_falls_back_to_float32_where_it_is_not_fast(monkeypatch):
     monkeypatch.setattr(optimize, "bf16_supported", lambda device: False)
+    optimize._warn_once.cache_clear()  # the warning is given once per process
     content, style, _ = spectrograms(dtype=torch.float32)
     with pytest.warns(UserWarning, match="bf16"):
         problem = build_problem(content, style, small_config(precision="bf16"))

@@ -1,6 +1,7 @@
 """The Optuna sweep, one module per concern, in the order a run uses them:
 
 - `plan`      what a run is (settings, corpus, study name, storage, total trials)
+- `budget`    resolve the precision once, time a few steps, print the projected time
 - `storage`   open the storage, create or resume the study, queue the paper's rows
 - `trials`    count to an exact total, recover trials left RUNNING by a stopped process
 - `objective` one trial: suggest, run the pairs, report for pruning, return the means

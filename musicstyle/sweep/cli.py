@@ -16,6 +16,7 @@ from ..io import ensure_writable_folder
 from ..machine import limit_threads
 from ..measures import NEEDS_TARGETS, OBJECTIVES
 from ..sweepconfig import load_settings
+from .budget import measure, record, resolve_sweep_precision
 from .plan import SweepPlan, loss_objective_warning
 from .report import reevaluate, write_report
 from .storage import open_study, storage_label
@@ -94,6 +95,8 @@ def sweep(args: argparse.Namespace) -> int:
     catch_stop_signals()
     plan = plan_from_args(args)
     limit_threads(os.cpu_count() or 1)  # this process's own work (re-evaluation); workers set theirs
+    if not args.report_only:  # once, before the study records (or checks) the fixed settings
+        precision, why = resolve_sweep_precision(plan.settings)
     warning = loss_objective_warning(plan.settings)
     if warning and not args.report_only:
         print(warning, file=sys.stderr)
@@ -107,6 +110,10 @@ def sweep(args: argparse.Namespace) -> int:
         done = counted_trials(study.get_trials(deepcopy=False))
         print(f"study '{plan.study_name}' ({plan.objective}): {done}/{plan.trials} trials done, "
               f"{len(plan.pairs)} pairs, {plan.workers} worker(s); storage {storage_label(plan)}", file=sys.stderr)
+        projection = measure(plan, precision, why, plan.trials - done) if done < plan.trials else None
+        if projection is not None:
+            print(projection.line(), file=sys.stderr, flush=True)
+        record(study, precision, why, projection)
         try:
             run_workers(plan)
         except KeyboardInterrupt:

@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..io import write_csv, write_text
 from ..listening import write_sweep_listening_report
+from ..machine import describe
 from ..measures import TRIAL_MEASURES, TRUTH_MEASURES, objective_measures
 from ..report import activation_table, best_rows, fmt, mean_std, plot_spectrograms
 from . import plots
@@ -44,6 +45,7 @@ def trial_table(trials: list[Any], objective: str) -> pd.DataFrame:
         row["datetime_complete"] = t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None
         if t.params.get("activation") is None and a.get("config"):
             row["activation"] = a["config"].get("activation")
+        row["precision"] = (a.get("config") or {}).get("precision")  # what ran (the sweep resolves 'auto')
         rows.append(row)
     columns = ["trial", "state"] + [f"objective_{n}" for n in names] + params
     frame = pd.DataFrame(rows)
@@ -84,6 +86,8 @@ def results_markdown(frame: pd.DataFrame, meta: dict[str, Any], reevaluation: pd
              + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "none")
              + (f"; {discarded} discarded (stale, interrupted or surplus, not counted)" if discarded else "") + ".",
              f"Corpus: {meta.get('corpus', '')}.", f"Fixed settings: {meta.get('fixed', '')}.",
+             f"Precision used: {meta.get('precision', 'unknown')}.", f"Machine: {meta.get('machine', 'unknown')}.",
+             *([f"Projected at the start: {meta['projection']}."] if meta.get("projection") else []),
              runtime_line(frame), ""]
     lines += ["## Best configurations", ""]
     best = best_rows(frame, objective)
@@ -134,6 +138,18 @@ def runtime_line(frame: pd.DataFrame) -> str:
         wall = f"; wall time from the first start to the last end {span.total_seconds() / 60:.1f} min"
     return f"Trial runtime per worker: {', '.join(parts)}{memory}{wall}." if parts else ""
 
+
+
+def study_machine(study: optuna.Study, frame: pd.DataFrame) -> dict[str, str]:
+    """The precision the trials ran (from their configs, else what the sweep resolved), the machine and
+    the start's projection line, as the sweep recorded them on the study."""
+    attrs = study.user_attrs
+    used = sorted(str(v) for v in frame["precision"].dropna().unique()) if "precision" in frame else []
+    precision = ", ".join(used) or attrs.get("precision", "unknown")
+    if attrs.get("precision_reason"):
+        precision += f" ({attrs['precision_reason']})"
+    projection = (attrs.get("projection") or {}).get("line", "").removeprefix("projection: ")
+    return {"precision": precision, "machine": attrs.get("machine") or describe(), "projection": projection}
 
 
 def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
@@ -226,7 +242,8 @@ def write_report(study: optuna.Study, plan: SweepPlan) -> Path:
     fixed = ", ".join(f"{k}={v}" for k, v in plan.settings.fixed.items()) or "TransferConfig defaults"
     meta = {"study": plan.study_name, "objective": plan.objective, "trials": plan.trials,
             "params": list(plan.settings.search), "fixed": fixed + f", seed={plan.seed}",
-            "corpus": f"{len(plan.pairs)} pairs ({', '.join(p.name for p in plan.pairs)})"}
+            "corpus": f"{len(plan.pairs)} pairs ({', '.join(p.name for p in plan.pairs)})",
+            **study_machine(study, frame)}
     path = folder / "results.md"
     write_text(path, results_markdown(frame, meta, reevaluation, drawn, notes))
     try:  # like a plot, the listening page never stops the report

@@ -1,0 +1,174 @@
+"""Before any trial: the precision the sweep really uses, and what its trials will cost here.
+
+    precision, why = resolve_sweep_precision(settings)      # 'auto'/'bf16' -> what runs, once
+    projection = measure(plan)                               # a few timed steps at the config's shapes
+    print(projection.line())                                 # one line: precision, why, s/trial, wall time
+
+The timing runs the first pair at each searched filter count (the cost's main knob besides frames and
+iterations) with `cores // workers` torch threads, as the workers run: after a one-iteration warm-up,
+the pair's problem is built (filters, content features, style target; timed apart) and L-BFGS runs
+TIMED_ITERATIONS iterations on it (seconds per loss evaluation); then Griffin-Lim and the fair
+measures run once. An iteration is projected at EVALUATIONS_PER_ITERATION evaluations, and a trial as
+every pair at that cost; pruning and Adam trials (one evaluation per step) only make it shorter.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+import torch
+
+from ..config import TransferConfig
+from ..machine import describe
+from ..metrics import evaluation_space, fair_measures
+from ..network import resolve_precision
+from ..optimize import OptimizationResult, cached_problem, clear_problem_cache, optimize_spectrogram
+from ..progress import format_duration
+from ..reconstruct import griffin_lim
+from ..spectrogram import magnitude_from_log
+from ..sweepconfig import SweepSettings
+from ..transfer import load_pair, resolve_device
+from .objective import pair_config
+from .plan import SweepPlan
+
+TIMED_ITERATIONS = 5  # L-BFGS iterations timed per filter count, after a one-iteration warm-up
+# Loss evaluations per L-BFGS iteration over a whole run, for the projection: the first iterations take
+# several (line searches from a poor start), which the short timed runs would otherwise extrapolate. The
+# value sits at the top of the range of the committed paper runs (results/paper/runs.csv: evaluations /
+# iterations), so that the projection errs long.
+EVALUATIONS_PER_ITERATION = 1.25
+
+
+def resolve_sweep_precision(settings: SweepSettings) -> tuple[str, str]:
+    """Replace the fixed `precision` ('auto' or 'bf16') by what runs on this machine; (precision, why).
+
+    Done once in the main process, so the trials' configs (trials.csv, results.md) name the precision
+    actually used and no run warns about it.
+    """
+    base = settings.base_config()
+    precision, why = resolve_precision(base.precision, resolve_device(base.device))
+    if "precision" in settings.search:
+        return "searched", "precision is a searched setting"
+    settings.fixed["precision"] = precision
+    return precision, why
+
+
+def searched_filters(settings: SweepSettings) -> list[int]:
+    """The filter counts trials will use: the searched choices (or range ends), else the fixed one."""
+    dimension = settings.search.get("filters")
+    if dimension is None:
+        return [settings.base_config().filters]
+    if dimension.choices is not None:
+        return sorted(int(c) for c in dimension.choices)
+    return [int(dimension.low), int(dimension.high)]
+
+
+@dataclass
+class Projection:
+    """Measured seconds per trial at each filter count, and the sweep's projected wall time."""
+
+    precision: str
+    reason: str
+    seconds_per_trial: dict[int, float]  # filters -> one trial (every pair), seconds
+    pairs: int
+    iterations: int
+    frames: int
+    griffin_lim_iters: int
+    trials_left: int
+    workers: int
+    threads: int
+    parts: dict[str, float] = field(default_factory=dict)  # per pair at the largest filter count, seconds
+
+    @property
+    def mean_trial_seconds(self) -> float:
+        """A trial's cost, filter counts equally likely (as the sampler's random start draws them)."""
+        return sum(self.seconds_per_trial.values()) / len(self.seconds_per_trial)
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.trials_left * self.mean_trial_seconds / max(self.workers, 1)
+
+    def line(self) -> str:
+        """One line: the precision and why, seconds per trial over the filter counts, projected wall time."""
+        low, high = min(self.seconds_per_trial.values()), max(self.seconds_per_trial.values())
+        filters = "/".join(str(f) for f in sorted(self.seconds_per_trial))
+        span = f"{low:.0f} s" if round(low) == round(high) else f"{low:.0f}-{high:.0f} s"
+        return (f"projection: precision {self.precision} ({self.reason}); {span} per trial (filters {filters}: "
+                f"{self.pairs} pairs x {self.iterations} L-BFGS iterations ({EVALUATIONS_PER_ITERATION:g} "
+                f"evaluations each) at {self.frames} frames + Griffin-Lim "
+                f"{self.griffin_lim_iters} + fair measures, {self.threads} torch thread(s) per worker); "
+                f"{self.trials_left} trials on {self.workers} worker(s): about {format_duration(self.wall_seconds)} "
+                "(before pruning)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"precision": self.precision, "reason": self.reason,
+                "seconds_per_trial": {str(k): v for k, v in self.seconds_per_trial.items()},
+                "mean_trial_seconds": self.mean_trial_seconds, "wall_seconds": self.wall_seconds,
+                "trials_left": self.trials_left, "workers": self.workers, "threads": self.threads,
+                "parts": self.parts, "line": self.line(), "machine": describe()}
+
+
+def _timed(action: Any) -> tuple[Any, float]:
+    start = time.perf_counter()
+    value = action()
+    return value, time.perf_counter() - start
+
+
+def measure(plan: SweepPlan, precision: str, reason: str, trials_left: int) -> Projection:
+    """Time a few L-BFGS iterations at each searched filter count, Griffin-Lim and the fair measures,
+    on the first pair with the workers' thread count; the projection for `trials_left` trials."""
+    settings = plan.settings
+    base = pair_config(settings.base_config(), plan.pairs[0]).replace(optimizer="lbfgs")
+    device = resolve_device(base.device)
+    threads = max(1, (os.cpu_count() or 1) // max(plan.workers, 1))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        spectrograms = load_pair(plan.pairs[0].content, plan.pairs[0].style, base)
+        per_trial: dict[int, float] = {}
+        parts: dict[str, float] = {}
+        result = None
+        def run(config: TransferConfig) -> tuple[float, OptimizationResult, float]:
+            """(seconds to build the pair's problem, the run, seconds of the run after it)."""
+            clear_problem_cache()  # each trial builds its pairs' problems (the cache holds two)
+            problem, setup = _timed(lambda: cached_problem(spectrograms.content, spectrograms.style, config,
+                                                           device))
+            result, seconds = _timed(lambda: optimize_spectrogram(spectrograms.content, spectrograms.style, config,
+                                                                  device, problem=problem))
+            return setup, result, seconds
+
+        for filters in searched_filters(settings):
+            config = base.replace(filters=filters, iterations=TIMED_ITERATIONS)
+            run(config.replace(iterations=1))  # warm-up (the bf16 step compiles once per process)
+            setup, result, seconds = run(config)
+            per_evaluation = seconds / max(result.evaluations, 1)
+            per_iteration = per_evaluation * EVALUATIONS_PER_ITERATION
+            per_trial[filters] = setup + base.iterations * per_iteration
+            parts = {"setup_seconds": setup, "seconds_per_evaluation": per_evaluation,
+                     "seconds_per_iteration": per_iteration}
+        clear_problem_cache()
+        magnitude = magnitude_from_log(result.spectrogram)
+        audio, t_gl = _timed(lambda: griffin_lim(magnitude, base.n_fft, base.hop, base.griffin_lim_iters,
+                                                 base.seed, device=device))
+        space = evaluation_space(spectrograms.content, spectrograms.style, base.n_fft, base.hop, device=device)
+        _, t_measures = _timed(lambda: fair_measures(audio, space, magnitude))
+    finally:
+        torch.set_num_threads(before)
+    parts |= {"griffin_lim_seconds": t_gl, "measures_seconds": t_measures}
+    pairs = len(plan.pairs)
+    per_trial = {f: pairs * (s + t_gl + t_measures) for f, s in per_trial.items()}
+    return Projection(precision, reason, per_trial, pairs, base.iterations, int(spectrograms.content.shape[1]),
+                      base.griffin_lim_iters, trials_left, plan.workers, threads, parts)
+
+
+def record(study: optuna.Study, precision: str, reason: str, projection: Projection | None) -> None:
+    """The precision used, the machine and the projection as study user attrs (results.md reads them)."""
+    study.set_user_attr("precision", precision)
+    study.set_user_attr("precision_reason", reason)
+    study.set_user_attr("machine", describe())
+    if projection is not None:
+        study.set_user_attr("projection", projection.to_dict())
