@@ -19,9 +19,10 @@ from ..sweepconfig import load_settings
 from .budget import measure, record, resolve_sweep_precision
 from .plan import SweepPlan, loss_objective_warning
 from .report import reevaluate, write_report
+from .stop import catch_stop_signals
 from .storage import open_study, storage_label
 from .trials import counted_trials, fail_stale_trials, requeue_interrupted
-from .workers import catch_stop_signals, default_workers, run_workers
+from .workers import default_workers, run_workers
 
 
 def build_parser() -> argparse.ArgumentParser:

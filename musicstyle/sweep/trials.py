@@ -23,6 +23,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from .stop import raise_if_stopped
 from .storage import QUEUED, enqueue, mark_trial
 
 HEARTBEAT_SECONDS = 30.0  # how often a running trial writes its `heartbeat` user attr
@@ -85,13 +86,15 @@ def is_stale(trial: FrozenTrial, stale_after_seconds: float, now: float | None =
 
 
 class Heartbeat:
-    """Progress callback that writes a `heartbeat` user attr at most every HEARTBEAT_SECONDS."""
+    """Progress callback that writes a `heartbeat` user attr at most every HEARTBEAT_SECONDS; called at
+    each optimiser iteration, it is also where a Ctrl-C stops the running trial (`stop.raise_if_stopped`)."""
 
     def __init__(self, trial: optuna.Trial) -> None:
         self.trial = trial
         self.last = 0.0
 
     def __call__(self, *_: Any) -> None:
+        raise_if_stopped()
         now = time.time()
         if now - self.last >= HEARTBEAT_SECONDS:
             self.last = now

@@ -13,7 +13,6 @@ import signal
 import sys
 import time
 import warnings
-from typing import Any
 
 import numpy as np
 import optuna
@@ -25,6 +24,7 @@ from ..machine import limit_threads
 from ..progress import eta
 from .objective import PairCache, PairOutcome, improves, keep_outputs, objective
 from .plan import SweepPlan
+from .stop import catch_stop_signals, raise_if_stopped
 from .storage import QUEUED, open_study
 from .trials import (
     claim_slot,
@@ -127,6 +127,7 @@ def run_worker(plan: SweepPlan, worker: int = 0, threads: int | None = None, par
     ran = 0
     tag = f"[worker {worker}] " if plan.workers > 1 else ""
     while parent is None or os.getppid() == parent:  # a worker whose parent was killed stops after its trial
+        raise_if_stopped()
         frozen = run_one(study, plan, cache)
         if frozen is None:
             return ran
@@ -134,20 +135,6 @@ def run_worker(plan: SweepPlan, worker: int = 0, threads: int | None = None, par
         if not plan.quiet:
             print(tag + progress_line(study, plan, frozen), file=sys.stderr, flush=True)
     return ran
-
-
-def catch_stop_signals(once: bool = False) -> None:
-    """Ctrl-C (even where a background start ignored it) and SIGTERM stop cleanly via KeyboardInterrupt;
-    with `once` (spawned workers) later signals are ignored so the clean-up is not cut short."""
-
-    def stop(signum: int, frame: Any) -> None:
-        if once:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, stop if once else signal.default_int_handler)
-    signal.signal(signal.SIGTERM, stop)
 
 
 def _worker_entry(plan: SweepPlan, worker: int, threads: int, parent: int) -> None:
@@ -174,8 +161,10 @@ def run_workers(plan: SweepPlan) -> None:
     for process in processes:
         process.start()
     try:
-        for process in processes:
-            process.join()
+        while any(p.is_alive() for p in processes):
+            for process in processes:
+                process.join(timeout=0.2)
+            raise_if_stopped()
     except KeyboardInterrupt:
         for process in processes:  # pass the stop on (a terminal's Ctrl-C reached them already: no harm)
             if process.is_alive() and process.pid is not None:
