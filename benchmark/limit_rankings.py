@@ -54,9 +54,13 @@ SCORES = ("truth_score", "quality_score")
 
 
 def commit() -> str:
+    """HEAD and whether the code differs from it; taken once at the start (the code this process imported)."""
     from limit_convergence import commit as git_commit
 
     return git_commit()
+
+
+CODE = {"commit": "unknown"}
 
 
 def draw_configs(count: int, seed: int) -> list[dict]:
@@ -92,7 +96,7 @@ def run_one(run: dict, data: PairData, base: TransferConfig) -> dict:
     return {k: v for k, v in run.items() if k != "filters"} | {
         "precision_used": used, "final_loss": result.final_loss, "iterations_done": result.iterations,
         **fair_measures(audio, space, magnitude).to_dict(), **reference.measures(audio),
-        "seconds": time.perf_counter() - start, "commit": commit()}
+        "seconds": time.perf_counter() - start, "commit": CODE["commit"]}
 
 
 def config_scores(runs: pd.DataFrame) -> pd.DataFrame:
@@ -126,8 +130,16 @@ def best_choice(scores: pd.DataFrame, score: str, draws: int = 20000, seed: int 
                        "sweep_hits": float(np.mean(picks == mean.argmin())),
                        "sweep_excess": float(np.mean(mean[picks] - mean.min())),
                        "seed_std": float(values.std(axis=0, ddof=1).mean()) if values.shape[0] > 1 else math.nan,
-                       "config_std": float(mean.std(ddof=1))}
+                       "config_std": float(mean.std(ddof=1)),
+                       "flips": order_flips(values)}
     return out
+
+
+def order_flips(values: np.ndarray) -> tuple[int, int]:
+    """(pairs of configurations whose order differs between two seeds, pairs in all); values (seeds, configs)."""
+    pairs = list(itertools.combinations(range(values.shape[1]), 2))
+    flipped = sum(len(set(np.sign(values[:, i] - values[:, j]))) > 1 for i, j in pairs)
+    return int(flipped), len(pairs)
 
 
 def plot(scores: pd.DataFrame, path: Path) -> None:
@@ -192,7 +204,8 @@ def report(runs: pd.DataFrame, configs: list[dict], args: argparse.Namespace, ou
                          f"seed) picks that one {100 * c['sweep_hits']:.0f} % of the time, and its pick is on "
                          f"average {c['sweep_excess']:.3f} worse on the mean over seeds; seed spread (std over "
                          f"seeds, mean over configurations) {c['seed_std']:.3f} against a spread between "
-                         f"configurations of {c['config_std']:.3f}")
+                         f"configurations of {c['config_std']:.3f}; pairs of configurations whose order "
+                         f"changes between seeds: {c['flips'][0]} of {c['flips'][1]}")
         sections += lines + [""]
     config_table = pd.DataFrame(configs).set_index("config_id")
     means = scores.groupby(["engine", "config_id"]).mean().unstack("engine")
@@ -243,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
     limit_threads(args.threads)
+    CODE["commit"] = commit()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     csv = out / "rankings.csv"
