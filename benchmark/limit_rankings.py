@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     configs = draw_configs(args.configs, args.design_seed)
     pairs = rendered_subset(f"rendered:{args.pairs}")
     runs = plan(configs, [p.name for p in pairs], args.seeds)
-    done = pd.read_csv(csv) if csv.exists() else pd.DataFrame()
+    done = pd.read_csv(csv, dtype={"engine": str}) if csv.exists() else pd.DataFrame()  # "4096", "inf"
     records = done.to_dict("records") if len(done) else []
     finished = {r["run_id"] for r in records}
     base = make_config({"offset_seconds": 0.0, "clip_seconds": args.clip_seconds, "frames": None,
