@@ -220,7 +220,8 @@ def report(runs: pd.DataFrame, configs: list[dict], args: argparse.Namespace, ou
     fallbacks = int((runs.precision_used == "fp64").sum())
     text = "\n".join([
         "# Rankings at 4096 filters and in the limit", "",
-        f"Command: `python benchmark/limit_rankings.py {' '.join(sys.argv[1:])}`  ",
+        f"Command: `python benchmark/limit_rankings.py {' '.join(a for a in sys.argv[1:] if a != '--report-only')}`"
+        + (" (this report rewritten from rankings.csv by --report-only)" if args.report_only else "") + "  ",
         f"Machine: {describe()}  ",
         f"Precision used (products): {precisions}" + (f" ({fallbacks} runs retried in float64 by optimize.py)"
                                                        if fallbacks else "") + "  ",
@@ -229,8 +230,8 @@ def report(runs: pd.DataFrame, configs: list[dict], args: argparse.Namespace, ou
         f"{len(configs)} configurations; seeds {sorted(runs.seed.unique().tolist())}); {first.iterations_planned} "
         f"L-BFGS iterations, {args.clip_seconds} s clips, Griffin-Lim {args.griffin_lim_iters} iterations "
         f"(phase seed {GRIFFIN_LIM_SEED} for every run); run time {runs.seconds.sum() / 60:.1f} min summed over "
-        f"runs ({runs.groupby('engine').seconds.sum().div(60).round(1).to_dict()} by engine), this invocation "
-        f"{seconds / 60:.1f} min wall.", "",
+        f"runs ({runs.groupby('engine').seconds.sum().div(60).round(1).to_dict()} by engine)"
+        + ("." if args.report_only else f", this invocation {seconds / 60:.1f} min wall."), "",
         "Configurations: alpha and beta log-uniform over configs/default.yaml's search ranges, activation relu "
         "or leaky_relu (the quadrature activations elu, selu are slow in the limit: docs/limit.md). A seed sets "
         "the filters (4096 only) and the start noise; at inf the seeds differ in the start noise only. Scores: "
