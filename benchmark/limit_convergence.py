@@ -28,8 +28,9 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from musicstyle.config import make_config  # noqa: E402
-from musicstyle.io import cpu_model, save_figure, write_csv, write_text  # noqa: E402
+from musicstyle.io import save_figure, write_csv, write_text  # noqa: E402
 from musicstyle.limitcheck import cosine, finite_point, limit_point  # noqa: E402
+from musicstyle.machine import cpu_model  # noqa: E402
 
 
 def machine() -> str:
@@ -143,6 +144,13 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def reduced(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
+    """A line naming the settings that differ from the script's defaults (a run cut short for time)."""
+    changed = [f"--{k.replace('_', '-')} {getattr(args, k)} (default {parser.get_default(k)})"
+               for k in ("seeds", "filters", "activations", "frames") if getattr(args, k) != parser.get_default(k)]
+    return [f"Reduced from the defaults: {'; '.join(changed)}.  "] if changed else []
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paper-dir", help="folder with imperial.mp3 and usa.mp3 (default: $MUSICSTYLE_PAPER_SONGS)")
@@ -152,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=430)
     parser.add_argument("--out", default=str(REPO / "results" / "limit"))
     args = parser.parse_args(argv)
+    code = commit()  # at the start: the code that runs, even if the tree changes while it does
     torch.manual_seed(0)
     content, style, source = load_pair(args.paper_dir, args.frames)
     filter_counts = [int(v) for v in args.filters.split(",")]
@@ -171,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
         f"Machine: {machine()}  ",
         "Precision: float32 products (finite networks and the limit's frames x frames products), kernels and "
         "sums in float64  ",
-        f"Code: commit {commit()}  ",
+        f"Code: commit {code}  ",
+        *reduced(args, parser),
         f"Input: {source}; {content.shape[0]} bins x {content.shape[1]} frames, width 11, gain sqrt(2); "
         f"{args.seeds} network seeds per N; {seconds:.0f} s in all.", "",
         "Ratios are the finite network's loss on the limit's scale (content x 4096 / N, style x (4096 / N)^2, "

@@ -7,6 +7,7 @@ Each player is labelled from its run's record (settings, precision, device, loss
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ from .listening import (
     write_listening_report,
     write_ogg,
 )
-from .paper import CONTENT_SONG, PAPER_ROWS, STYLE_SONG, paper_song_paths
+from .paper import BASE_ROW, CONTENT_SONG, PAPER_ROWS, STYLE_SONG, paper_song_paths
 
 if TYPE_CHECKING:
     from .config import TransferConfig
@@ -35,14 +36,25 @@ LISTEN = "listen"
 AUDIO = "audio"
 PLOTS = ("loss_by_activation.png", "quality_by_activation.png", "base_row_spectrograms.png")
 SETTINGS = ("activation", "alpha", "beta", "optimizer", "lr", "init_gain", "leaky_slope", "iterations", "filters",
-            "pooling", "precision", "device")
+            "pooling", "precision", "precision_used", "device")
+
+
+LIMIT_ROWS = (BASE_ROW.name, "blog LeakyReLU")  # rows also run with filters inf (closed-form kernels: fast)
 
 
 def listen_runs() -> list[Run]:
-    """The paper's rows at seed 0, keeping their audio."""
+    """The paper's rows at seed 0, keeping their audio; after each of LIMIT_ROWS, the same row in the
+    infinite-filter limit (docs/limit.md), labelled '<row>, filters inf' with no paper row (the blog's
+    loss is a 4096-filter one)."""
     from .reproduce import Run
 
-    return [Run("listen", row.name, row.name, row.settings, 0, keep_audio=True) for row in PAPER_ROWS]
+    runs = []
+    for row in PAPER_ROWS:
+        runs.append(Run("listen", row.name, row.name, row.settings, 0, keep_audio=True))
+        if row.name in LIMIT_ROWS:
+            runs.append(Run("listen", f"{row.name}, filters inf", "", row.settings | {"filters": math.inf}, 0,
+                            keep_audio=True))
+    return runs
 
 
 def keep_audio(out_dir: Path, run: Run, audio: np.ndarray, spectrogram: np.ndarray, sample_rate_hz: int) -> str:
@@ -98,14 +110,17 @@ def _view(out_dir: Path, record: dict[str, Any], ogg: Path, clips: list[Clip], v
         spectrogram_png(ogg.with_suffix(".png"), spec, base.sample_rate_hz, base.hop, f"output: {record['label']}",
                         vmax)
         image = ogg.with_suffix(".png").relative_to(out_dir).as_posix()
-    scores = {"final loss": fmt(record.get("final_loss")), "paper's loss": fmt(paper_loss.get(record["row"])),
+    row = record["row"] if isinstance(record["row"], str) else ""  # a limit run has none (read back as NaN)
+    scores = {"final loss": fmt(record.get("final_loss")), "paper's loss": fmt(paper_loss.get(row)),
               **{k.replace("_", " "): fmt(record.get(k)) for k in ("quality_score", "style_distance",
                                                                    "content_distance", "spectral_convergence")},
               "seconds": fmt(record.get("seconds"), 3)}
     source = "listen/runs.csv" if (out_dir / LISTEN) in ogg.parents else "runs.csv"
-    view = TrialView(_slug(f"{record['row']}_{record['seed']}_{source}"),
-                     f"{record['row'] or record['label']} (seed {record['seed']})",
-                     {k: fmt(record[k]) for k in SETTINGS if k in record and fmt(record[k])},
+    settings = {k: "inf" if k == "filters" and record[k] == math.inf else fmt(record[k])
+                for k in SETTINGS if k in record}
+    view = TrialView(_slug(f"{row or record['label']}_{record['seed']}_{source}"),
+                     f"{row or record['label']} (seed {record['seed']})",
+                     {k: v for k, v in settings.items() if v},
                      {k: v for k, v in scores.items() if v},
                      note=f"Run recorded in {source}" + (f", on {record['machine']}" if record.get("machine") else "")
                      + ".")

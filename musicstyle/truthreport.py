@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .io import cpu_model, save_figure, write_csv, write_text
+from .io import save_figure, write_csv, write_text
+from .machine import cpu_model
 from .truth import TRUTH_COLUMNS
 
 FAIR = ("quality_score", "style_distance", "content_distance")

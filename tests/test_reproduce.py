@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, tone_mix
+from musicstyle.listen_paper import LIMIT_ROWS
 from musicstyle.paper import PAPER_ROWS, SONG_SHA256, fetch_songs, verify_songs
 from musicstyle.reproduce import plan_runs, variants_table
 
@@ -97,17 +98,24 @@ def test_reduced_reproduction_writes_the_report_and_resumes(songs_dir, tmp_path)
     assert len(pd.read_csv(out / "runs.csv")) == len(runs)
 
 
-def test_listen_keeps_the_rows_audio_apart(paper_songs, tmp_path):
+def test_listen_keeps_the_rows_audio_apart_with_limit_players(songs_dir, tmp_path):
     out = tmp_path / "paper"
     done = subprocess.run([sys.executable, "-m", "musicstyle", "reproduce", "--out", str(out), "--listen",
-                           *REDUCED[1:]], capture_output=True, text=True, cwd=REPO, timeout=900,
-                          env={**os.environ, "MUSICSTYLE_PAPER_SONGS": str(paper_songs[0].parent)})
+                           "--paper-dir", str(songs_dir), *REDUCED[1:]], capture_output=True, text=True, cwd=REPO,
+                           timeout=900)
     assert done.returncode == 0, done.stderr
     assert not (out / "runs.csv").exists()  # the comparison's own runs are untouched
     listened = pd.read_csv(out / "listen" / "runs.csv")
-    assert sorted(listened["row"]) == sorted(r.name for r in PAPER_ROWS) and (listened["state"] == "ok").all()
+    assert sorted(listened["row"].dropna()) == sorted(r.name for r in PAPER_ROWS) and (listened["state"] == "ok").all()
+    limit = listened[listened["filters"] == np.inf]  # the base row and the blog's LeakyReLU in the limit
+    assert sorted(limit["label"]) == sorted(f"{name}, filters inf" for name in LIMIT_ROWS)
+    assert set(limit["precision_used"]) == {"fp32"} and limit["quality_score"].between(0, 10).all()
+    assert (listened.loc[listened["filters"] != np.inf, "filters"] == 128).all()  # the rest at --filters 128
     html = (out / "report.html").read_text()
-    assert html.count("<audio") == 3 * len(PAPER_ROWS) and "listen/runs.csv" in html
+    assert html.count("<audio") == 3 * (len(PAPER_ROWS) + len(LIMIT_ROWS)) and "listen/runs.csv" in html
+    for audio in limit["audio"]:
+        assert (out / "listen" / audio).read_bytes()[:4] == b"OggS" and f'src="listen/{audio}"' in html
+    assert html.count("filters = inf") == len(LIMIT_ROWS)  # each limit player names its filters
 
 
 def test_reproduce_without_songs_is_one_line(tmp_path):
