@@ -1,4 +1,4 @@
-"""Do configurations rank the same at 4096 filters (per network seed) and at `--filters inf`? (issue 20, point 4)
+"""Do configurations rank the same at 4096 filters (per network seed) and at `--filters inf`?
 
     python benchmark/limit_rankings.py [--configs 10] [--pairs 3] [--seeds 3] [--out results/limit]
 
