@@ -15,6 +15,7 @@ from ..errors import ConfigError
 from ..io import ensure_writable_folder
 from ..machine import limit_threads
 from ..measures import OBJECTIVES
+from ..names import check_name
 from ..sweepconfig import load_settings
 from .plan import SweepPlan, loss_objective_warning
 from .report import reevaluate, write_report
@@ -66,8 +67,7 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
     if args.reevaluate < 0 or args.seeds < 1:
         raise ConfigError("--reevaluate K needs K >= 0 and --seeds S needs S >= 1")
     name = args.study or Path(args.config).stem
-    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise ConfigError(f"--study name may hold letters, digits, '-', '_' and '.', got {name!r}")
+    check_name(name, "--study name (default: the config file's name)")
     pairs = resolve_pairs(settings, args.corpus, args.content_dir, args.style_dir, args.paper_dir)
     results_dir = Path(args.results) / name
     ensure_writable_folder(results_dir, "results")

@@ -35,6 +35,7 @@ from ..errors import ConfigError, MusicStyleError
 from ..io import atomic_path
 from ..measures import MEASURES, is_multi_objective, objective_measures
 from ..metrics import EvaluationSpace, evaluation_space
+from ..names import inside
 from ..sweepconfig import SweepSettings
 from ..transfer import PairSpectrograms, load_pair, resolve_device, run_transfer
 from .plan import SweepPlan
@@ -256,7 +257,8 @@ def save_best_outputs(plan: SweepPlan, number: int, outcomes: list[PairOutcome])
     for outcome in outcomes:
         if outcome.audio is None:
             continue
-        write_wav(folder / f"{outcome.row['pair']}.wav", outcome.audio, plan.settings.base_config().sample_rate_hz)
+        rate = plan.settings.base_config().sample_rate_hz
+        write_wav(inside(folder, f"{outcome.row['pair']}.wav"), outcome.audio, rate)
         arrays.update({f"{outcome.row['pair']}/{k}": v.astype(np.float16) for k, v in outcome.spectrograms.items()})
     if arrays:
         with atomic_path(folder / "spectrograms.npz") as tmp, open(tmp, "wb") as handle:

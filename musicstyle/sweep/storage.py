@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import importlib.util
 import random
+import re
 import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import optuna
 from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -42,9 +44,20 @@ def mask(url: str) -> str:
     try:
         from sqlalchemy.engine import make_url
 
-        return make_url(url).render_as_string(hide_password=True)
+        return scrub(make_url(url).render_as_string(hide_password=True), url)
     except Exception:
         return url.split("@")[-1]
+
+
+def scrub(text: str, url: str | None) -> str:
+    """`text` with the password of `url` (as written, and percent-decoded) replaced by ***, for any
+    message that might quote the URL (a driver's error)."""
+    found = re.match(r"^[\w+.-]+://[^:@/]*:(.*)@", url or "")
+    if not found or not found.group(1):
+        return text
+    for form in sorted({found.group(1), unquote(found.group(1))}, key=len, reverse=True):
+        text = text.replace(form, "***")
+    return text
 
 
 def journal_path(results_dir: Path) -> Path:
@@ -93,7 +106,7 @@ def open_storage(url: str | None, results_dir: Path) -> optuna.storages.BaseStor
             # sees a duplicate-key or already-exists error, and a second try finds the tables made
             racing = "UniqueViolation" in reason or "already exists" in reason
             if not racing or attempt == SCHEMA_RACE_ATTEMPTS - 1:
-                raise StorageError(f"cannot open storage {mask(url)}: {reason[:300]}") from None
+                raise StorageError(f"cannot open storage {mask(url)}: {scrub(reason, url)[:300]}") from None
             time.sleep(0.5 + random.random())
     raise AssertionError("unreachable")
 
