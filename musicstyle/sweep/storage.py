@@ -26,6 +26,7 @@ from ..errors import ConfigError, MusicStyleError
 from ..measures import directions, is_multi_objective
 from ..paper import PAPER_ROWS
 from ..sweepconfig import SweepSettings
+from .journal import repair_journal
 from .plan import SweepPlan
 
 SCHEMA_RACE_ATTEMPTS = 5  # tries to open an RDB storage while other workers create its tables
@@ -85,8 +86,11 @@ def open_storage(url: str | None, results_dir: Path) -> optuna.storages.BaseStor
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch(exist_ok=True)
+            note = repair_journal(path)
         except OSError as err:
             raise StorageError(f"cannot write the study journal {path}: {err.strerror}") from None
+        if note:
+            print(note, file=sys.stderr)
         return JournalStorage(JournalFileBackend(str(path)))
     if url.split(":", 1)[0].split("+")[0] not in ("sqlite", "postgresql", "postgres", "mysql"):
         raise StorageError(f"unsupported storage URL {mask(url)!r}: use sqlite:///FILE, postgresql://..., "
