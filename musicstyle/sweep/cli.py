@@ -18,6 +18,7 @@ from ..measures import OBJECTIVES
 from ..names import check_name
 from ..sweepconfig import load_settings
 from .plan import SweepPlan, loss_objective_warning
+from .quarantine import TooManyQuarantined, stop_if_too_many
 from .report import reevaluate, write_report
 from .storage import open_study, storage_label
 from .trials import counted_trials, fail_stale_trials, requeue_interrupted
@@ -98,6 +99,7 @@ def sweep(args: argparse.Namespace) -> int:
     elif not args.report_only:
         study.set_user_attr("trials", plan.trials)
     status = 0
+    stopped: TooManyQuarantined | None = None
     if not args.report_only:
         done = counted_trials(study.get_trials(deepcopy=False))
         print(f"study '{plan.study_name}' ({plan.objective}): {done}/{plan.trials} trials done, "
@@ -109,11 +111,20 @@ def sweep(args: argparse.Namespace) -> int:
                   "report", file=sys.stderr)
             requeue_interrupted(study)
             status = 130
+        except TooManyQuarantined as err:
+            stopped = err
+        if stopped is None and status == 0:  # workers in other processes stopped on their own
+            try:
+                stop_if_too_many(study, [pair.name for pair in plan.pairs])
+            except TooManyQuarantined as err:
+                stopped = err
     if args.reevaluate and status == 0:
         reevaluate(study, plan, args.reevaluate, args.seeds)
     path = write_report(study, plan)
     print(f"wrote {path}, {plan.results_dir / 'trials.csv'}, {plan.results_dir / 'pairs.csv'} and plots",
           file=sys.stderr)
+    if stopped is not None:  # after the report: one line, exit status 2
+        raise stopped
     return status
 
 

@@ -39,6 +39,7 @@ from ..names import inside
 from ..sweepconfig import SweepSettings
 from ..transfer import PairSpectrograms, load_pair, resolve_device, run_transfer
 from .plan import SweepPlan
+from .quarantine import is_file_error, quarantine, quarantined
 from .trials import Heartbeat
 
 HISTORY_POINTS = 200  # loss curves kept per pair (downsampled)
@@ -223,7 +224,7 @@ def objective(trial: optuna.Trial, plan: SweepPlan, cache: PairCache,
     """Suggest, run the pairs in a shuffled order (reporting each for pruning), return the means.
 
     `outcomes` collects each pair's outcome as it runs. Raises TrialPruned, or MusicStyleError
-    naming the pair that failed.
+    naming the pair that failed; a pair whose file is unreadable is quarantined and skipped instead.
     """
     config = plan.settings.config_for(suggest_params(trial, plan.settings))
     trial.set_user_attr("seed", config.seed)
@@ -234,13 +235,19 @@ def objective(trial: optuna.Trial, plan: SweepPlan, cache: PairCache,
     report = not is_multi_objective(plan.objective)  # Optuna has no intermediate values for several objectives
     prune = report and "paper_row" not in trial.user_attrs  # the paper's rows run in full (and still report)
     heartbeat = Heartbeat(trial)
+    skip = set(quarantined(trial.study))  # pairs whose files became unreadable (quarantine.py)
     with recorded(trial, outcomes):
         for index in pair_order(len(plan.pairs), plan.seed, trial.number):
+            if plan.pairs[index].name in skip:
+                continue
             heartbeat.last = 0.0
             heartbeat()
             outcome = run_pair(plan.pairs[index], index, config, cache, heartbeat)
             outcomes.append(outcome)
             trial.set_user_attr("pairs", [o.row for o in outcomes])
+            if is_file_error(outcome.row):  # quarantined; this trial completes on its other pairs
+                quarantine(trial.study, outcome.row["pair"], outcome.row["error"], trial.number)
+                continue
             if outcome.row["status"] != "ok":
                 raise MusicStyleError(f"pair '{outcome.row['pair']}': {outcome.row['error']}")
             if report:

@@ -25,6 +25,7 @@ from ..machine import limit_threads
 from ..progress import eta
 from .objective import PairCache, PairOutcome, improves, keep_outputs, objective
 from .plan import SweepPlan
+from .quarantine import stop_if_too_many
 from .storage import QUEUED, open_study
 from .trials import (
     claim_slot,
@@ -77,6 +78,7 @@ def _tell_failed(study: optuna.Study, trial: optuna.Trial, reason: str) -> Froze
 def run_one(study: optuna.Study, plan: SweepPlan, cache: PairCache) -> FrozenTrial | None:
     """Ask, run and tell one trial; None when the study already has its N trials."""
     fail_stale_trials(study, plan.settings.study["stale_after_seconds"])
+    stop_if_too_many(study, [pair.name for pair in plan.pairs])
     if not room_for_another(study, plan.trials):
         return None
     trial = study.ask()
