@@ -21,5 +21,9 @@ class AudioError(MusicStyleError):
     """An audio file is missing, unreadable, empty, silent or too short for the request."""
 
 
+class OutputError(MusicStyleError):
+    """An output cannot be written (disk full, read-only or forbidden folder); nothing half-written is left."""
+
+
 class DivergenceError(MusicStyleError):
     """The loss became NaN or infinite during optimisation."""

@@ -20,7 +20,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from ..errors import MusicStyleError
+from ..errors import MusicStyleError, OutputError
 from ..machine import limit_threads
 from ..progress import eta
 from .objective import PairCache, PairOutcome, improves, keep_outputs, objective
@@ -101,6 +101,10 @@ def run_one(study: optuna.Study, plan: SweepPlan, cache: PairCache) -> FrozenTri
         frozen = study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
     except KeyboardInterrupt:
         if discard(study, trial.number, "interrupted", "interrupted (Ctrl-C); re-run on resume"):
+            requeue(study, trial_by_number(study, trial.number))
+        raise
+    except OutputError:  # disk full or read-only: the trial re-runs on resume, the worker stops
+        if discard(study, trial.number, "interrupted", "its outputs could not be written; re-run on resume"):
             requeue(study, trial_by_number(study, trial.number))
         raise
     except Exception as err:  # any error: recorded with its reason, the sweep goes on
