@@ -29,6 +29,7 @@ STUDY_DEFAULTS: dict[str, Any] = {
     "n_startup_steps": 2,
     "startup_trials": 10,  # random trials before TPE models the space
     "stale_after_seconds": 600,  # a RUNNING trial with no heartbeat for this long is failed and re-run
+    "storage_retry_seconds": 300,  # how long a worker waits for an unreachable database before it stops
 }
 DIMENSION_KEYS = ("low", "high", "log", "step", "choices", "enabled", "when")
 
@@ -123,6 +124,9 @@ def parse_study(data: Any, source: str) -> dict[str, Any]:
     study["stale_after_seconds"] = number(study["stale_after_seconds"], where + "stale_after_seconds")
     if study["stale_after_seconds"] <= 0:
         raise ConfigError(f"{where}stale_after_seconds must be positive")
+    study["storage_retry_seconds"] = number(study["storage_retry_seconds"], where + "storage_retry_seconds")
+    if study["storage_retry_seconds"] < 0:
+        raise ConfigError(f"{where}storage_retry_seconds must be >= 0, got {study['storage_retry_seconds']}")
     return study
 
 

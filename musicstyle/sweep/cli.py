@@ -20,6 +20,7 @@ from ..sweepconfig import load_settings
 from .plan import SweepPlan, loss_objective_warning
 from .quarantine import TooManyQuarantined, stop_if_too_many
 from .report import reevaluate, write_report
+from .retry import retrying
 from .storage import open_study, storage_label
 from .trials import counted_trials, fail_stale_trials, requeue_interrupted
 from .workers import catch_stop_signals, default_workers, run_workers
@@ -115,7 +116,8 @@ def sweep(args: argparse.Namespace) -> int:
             stopped = err
         if stopped is None and status == 0:  # workers in other processes stopped on their own
             try:
-                stop_if_too_many(study, [pair.name for pair in plan.pairs])
+                retrying(lambda: stop_if_too_many(study, [pair.name for pair in plan.pairs]),
+                         plan.settings.study["storage_retry_seconds"], "reading the study after the workers")
             except TooManyQuarantined as err:
                 stopped = err
     if args.reevaluate and status == 0:

@@ -26,6 +26,7 @@ from ..progress import eta
 from .objective import PairCache, PairOutcome, improves, keep_outputs, objective
 from .plan import SweepPlan
 from .quarantine import stop_if_too_many
+from .retry import after_connection_loss, is_connection_error
 from .storage import QUEUED, open_study
 from .trials import (
     claim_slot,
@@ -108,6 +109,8 @@ def run_one(study: optuna.Study, plan: SweepPlan, cache: PairCache) -> FrozenTri
             requeue(study, trial_by_number(study, trial.number))
         raise
     except Exception as err:  # any error: recorded with its reason, the sweep goes on
+        if is_connection_error(err):  # not the trial's fault: run_worker waits, then re-runs it
+            raise
         text = str(err).splitlines()[0] if str(err) else ""
         reason = text if isinstance(err, MusicStyleError) else f"{type(err).__name__}: {text}"
         frozen = _tell_failed(study, trial, reason)
@@ -133,7 +136,13 @@ def run_worker(plan: SweepPlan, worker: int = 0, threads: int | None = None, par
     ran = 0
     tag = f"[worker {worker}] " if plan.workers > 1 else ""
     while parent is None or os.getppid() == parent:  # a worker whose parent was killed stops after its trial
-        frozen = run_one(study, plan, cache)
+        try:
+            frozen = run_one(study, plan, cache)
+        except Exception as err:
+            if not is_connection_error(err):
+                raise
+            after_connection_loss(study, plan.settings.study["storage_retry_seconds"], err, tag)
+            continue
         if frozen is None:
             return ran
         ran += 1
