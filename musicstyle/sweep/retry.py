@@ -10,6 +10,7 @@ once and an uncommitted one is re-run: nothing lost, nothing counted twice.
 
 from __future__ import annotations
 
+import datetime
 import random
 import sys
 import time
@@ -20,7 +21,7 @@ import optuna
 from optuna.trial import TrialState
 
 from .storage import StorageError
-from .trials import discard, requeue, trial_by_number, worker_identity
+from .trials import discard, requeue, worker_identity
 
 T = TypeVar("T")
 CONNECTION_WORDS = ("server closed the connection", "connection refused", "could not connect",
@@ -82,15 +83,25 @@ def retrying(call: Callable[[], T], limit_seconds: float, what: str, first: Base
             error = err
 
 
-def recover_own_trials(study: optuna.Study) -> list[int]:
-    """Discard (and re-queue) the RUNNING trials of this process: their results may be lost."""
+def recover_own_trials(study: optuna.Study, lost_at: datetime.datetime) -> list[int]:
+    """Discard (and re-queue) the RUNNING trials of this process, whose results may be lost, and the
+    orphans of a lost `ask`: RUNNING trials started before the connection was lost that never got
+    their `worker` attr (every worker sets it right after asking), which no one would finish."""
     me = worker_identity()
     recovered = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.user_attrs.get("worker") == me and discard(
+        owner = trial.user_attrs.get("worker")
+        orphan = owner is None and trial.datetime_start is not None and trial.datetime_start < lost_at
+        if (owner == me or orphan) and discard(
                 study, trial.number, "interrupted", "the storage connection was lost during the trial; re-run"):
-            requeue(study, trial_by_number(study, trial.number))
             recovered.append(trial.number)
+    # queue them again, and any interrupted trial of this process whose re-queue a lost connection cut off
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    for trial in trials:
+        mine = trial.number in recovered or trial.user_attrs.get("worker") == me
+        if mine and trial.user_attrs.get("discarded") == "interrupted" and trial.number not in retried:
+            requeue(study, trial)
     return recovered
 
 
@@ -99,6 +110,8 @@ def after_connection_loss(study: optuna.Study, limit_seconds: float, err: BaseEx
     print(f"{tag}the study storage is unreachable ({type(err).__name__}); retrying for up to {limit_seconds:g} s",
           file=sys.stderr, flush=True)
     start = time.monotonic()
-    recovered: Any = retrying(lambda: recover_own_trials(study), limit_seconds, "recovering the running trial", err)
+    lost_at = datetime.datetime.now()
+    recovered: Any = retrying(lambda: recover_own_trials(study, lost_at), limit_seconds,
+                              "recovering the running trial", err)
     print(f"{tag}the study storage is back after {time.monotonic() - start:.1f} s; re-queued trial(s) {recovered}",
           file=sys.stderr, flush=True)
