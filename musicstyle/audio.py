@@ -105,7 +105,8 @@ def duration_seconds(path: str | os.PathLike) -> float:
     """Length of an audio file in seconds, read from its header where possible (cheap check)."""
     path = _existing_file(path)
     try:
-        info = sf.info(str(path))
+        with _quiet_c_stderr():  # mpg123 prints notes on damaged MP3 headers
+            info = sf.info(str(path))
         if info.frames <= 0:
             raise AudioError(f"file has no audio samples: {path}")
         return info.frames / info.samplerate

@@ -7,7 +7,6 @@ Every pair names a content file, a style file and the clip read from both (offse
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import yaml
 
 from .audio import duration_seconds
 from .errors import AudioError, ConfigError
+from .names import check_name, safe_name
 from .paper import PAPER_SONGS_ENV, paper_song_paths, paper_songs_dir
 from .sweepconfig import SweepSettings
 from .values import number, reject_unknown
@@ -161,7 +161,9 @@ def pairs_from_mapping(data: Any, source: str, base: Path) -> list[SongPair]:
         pair_clip = _seconds(entry.get("clip_seconds", clip), f"{where}: clip_seconds")
         if pair_clip == 0:
             raise ConfigError(f"{where}: clip_seconds must be positive")
-        pairs.append(SongPair(str(entry.get("name") or f"{index}-{content.stem}"), content, style,
+        name = (check_name(str(entry["name"]), f"{where}: name") if entry.get("name") is not None
+                else safe_name(f"{index}-{content.stem}", f"pair{index}"))
+        pairs.append(SongPair(name, content, style,
                               _seconds(entry.get("offset_seconds", offset), f"{where}: offset_seconds"), pair_clip))
     names = [p.name for p in pairs]
     if len(set(names)) != len(names):
@@ -202,7 +204,7 @@ def pairs_from_folders(content_dir: str | Path, style_dir: str | Path) -> list[S
     else:
         raise ConfigError(f"cannot pair {len(contents)} files in {content_dir} with {len(styles)} in {style_dir}: "
                           "give folders with matching file names or as many files each")
-    return [SongPair(re.sub(r"\W+", "-", c.stem) or f"pair{i}", c, s) for i, (c, s) in enumerate(matched)]
+    return [SongPair(safe_name(c.stem, f"pair{i}"), c, s) for i, (c, s) in enumerate(matched)]
 
 
 def resolve_corpus(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -10,14 +11,30 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .errors import OutputError
+
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG)
+
+
+def output_error(path: Path, err: OSError) -> OutputError:
+    """The one line for an output that cannot be written because of its disk or folder."""
+    return OutputError(f"cannot write {path}: {err.strerror or err} (the old file, if any, is unchanged; "
+                       "free space or make the folder writable, then run the same command again to resume)")
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success rename it over `path`, else delete it."""
+    """Yield a temporary path beside `path`; on success rename it over `path`, else delete it.
+    A full disk or read-only folder (DISK_ERRNOS) becomes a one-line OutputError."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+        os.close(fd)
+    except OSError as err:
+        if err.errno in DISK_ERRNOS:
+            raise output_error(path, err) from None
+        raise
     tmp = Path(tmp_name)
     try:
         yield tmp
@@ -25,6 +42,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file a normal file's mode
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.errno in DISK_ERRNOS:
+            raise output_error(path, err) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

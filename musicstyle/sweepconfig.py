@@ -6,6 +6,7 @@ defaults and checks live only in `TransferConfig`. Errors are one line naming th
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ STUDY_DEFAULTS: dict[str, Any] = {
     "n_startup_steps": 2,
     "startup_trials": 10,  # random trials before TPE models the space
     "stale_after_seconds": 600,  # a RUNNING trial with no heartbeat for this long is failed and re-run
+    "storage_retry_seconds": 300,  # how long a worker waits for an unreachable database before it stops
 }
 DIMENSION_KEYS = ("low", "high", "log", "step", "choices", "enabled", "when")
 
@@ -108,7 +110,7 @@ def parse_study(data: Any, source: str) -> dict[str, Any]:
     reject_unknown(data, STUDY_DEFAULTS, "key 'study.{}'", source)
     study = STUDY_DEFAULTS | data
     where = f"{source}: study."
-    if study["objective"] not in OBJECTIVES:
+    if not isinstance(study["objective"], str) or study["objective"] not in OBJECTIVES:
         raise ConfigError(f"{where}objective must be one of {', '.join(OBJECTIVES)}, got {study['objective']!r}")
     for key in ("trials", "seed", "n_startup_steps", "startup_trials"):
         study[key] = number(study[key], where + key, integer=True)
@@ -122,6 +124,9 @@ def parse_study(data: Any, source: str) -> dict[str, Any]:
     study["stale_after_seconds"] = number(study["stale_after_seconds"], where + "stale_after_seconds")
     if study["stale_after_seconds"] <= 0:
         raise ConfigError(f"{where}stale_after_seconds must be positive")
+    study["storage_retry_seconds"] = number(study["storage_retry_seconds"], where + "storage_retry_seconds")
+    if study["storage_retry_seconds"] < 0:
+        raise ConfigError(f"{where}storage_retry_seconds must be >= 0, got {study['storage_retry_seconds']}")
     return study
 
 
@@ -154,6 +159,8 @@ def parse_dimension(name: str, spec: Any, fixed: dict[str, Any], source: str) ->
     if not flag(spec.get("enabled", True), f"{where}.enabled"):
         return None
     when = {}
+    if not isinstance(spec.get("when") or {}, dict):
+        raise ConfigError(f"{where}.when must be a mapping of settings to values, such as {{optimizer: adam}}")
     for other, allowed in (spec.get("when") or {}).items():
         if other not in FIELDS:
             raise ConfigError(f"{where}.when: unknown setting '{other}'")
@@ -247,7 +254,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
 
 
 def load_settings(path: str | Path, overrides: list[str] | None = None) -> SweepSettings:
-    """Read a sweep config YAML, apply `--set` overrides, check everything."""
+    """Read a sweep config YAML, check it as written, apply `--set` overrides, check everything again."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -257,6 +264,8 @@ def load_settings(path: str | Path, overrides: list[str] | None = None) -> Sweep
         raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a sweep config must be a mapping with sections {', '.join(SECTIONS)}")
+    if overrides:  # every value the file holds is checked, also one an override replaces (study.trials: many)
+        parse_settings(copy.deepcopy(data), str(path), path.parent)
     for assignment in overrides or []:
         apply_override(data, assignment)
     source = str(path) + (" (with --set)" if overrides else "")

@@ -17,7 +17,7 @@ def number(value: Any, where: str, integer: bool = False, finite: bool = True) -
         raise ConfigError(f"{where} must be a number, got {value!r}")
     try:
         result = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond any float
         raise ConfigError(f"{where} must be a number, got {value!r}") from None
     if finite and not math.isfinite(result):
         raise ConfigError(f"{where} must be finite, got {value!r}")
@@ -40,6 +40,6 @@ def flag(value: Any, where: str) -> bool:
 def reject_unknown(data: Iterable[str], known: Iterable[str], label: str, source: str) -> None:
     """ConfigError naming the first key of `data` not in `known`; `label` formats it, e.g. "section '{}'"."""
     known = list(known)
-    unknown = sorted(set(data) - set(known))
+    unknown = sorted(set(data) - set(known), key=str)  # YAML keys may be numbers or null too
     if unknown:
         raise ConfigError(f"{source}: unknown {label.format(unknown[0])} (known: {', '.join(known)})")

@@ -69,8 +69,15 @@ def _postgres_bin() -> Path | None:
 
 
 @pytest.fixture(scope="session")
-def postgres_url():
-    """A throwaway PostgreSQL server on loopback for the session, as an SQLAlchemy URL.
+def postgres_url(postgres_server):
+    """A throwaway PostgreSQL server on loopback for the session, as an SQLAlchemy URL."""
+    return postgres_server.url
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The throwaway PostgreSQL server: `url`, and `pg_ctl(action, *options)` to stop, start or restart
+    it (None for an existing server).
 
     Uses MUSICSTYLE_TEST_POSTGRES_URL when set (an existing server); else starts its own with
     Debian's PostgreSQL (installed by .ci/run), as the `postgres` user when running as root.
@@ -78,9 +85,10 @@ def postgres_url():
     import os
     import socket
     import subprocess
+    from types import SimpleNamespace
 
     if os.environ.get("MUSICSTYLE_TEST_POSTGRES_URL"):
-        yield os.environ["MUSICSTYLE_TEST_POSTGRES_URL"]
+        yield SimpleNamespace(url=os.environ["MUSICSTYLE_TEST_POSTGRES_URL"], pg_ctl=None)
         return
     pg_bin = _postgres_bin()
     if pg_bin is None:
@@ -98,11 +106,15 @@ def postgres_url():
         subprocess.run(["chown", "-R", "postgres:", str(data)], check=True)
     run = lambda *args: subprocess.run([*as_user, *map(str, args)], check=True, capture_output=True)  # noqa: E731
     run(pg_bin / "initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync")
-    run(pg_bin / "pg_ctl", "-D", data, "-w", "-l", data / "server.log", "-o",
-        f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off"
+
+    def pg_ctl(action: str, *extra: str) -> None:
+        run(pg_bin / "pg_ctl", "-D", data, "-w", "-l", data / "server.log", "-o", options, *extra, action)
+
+    pg_ctl("start")
     try:
         run(pg_bin / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "postgres", "musicstyle_test")
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/musicstyle_test"
+        yield SimpleNamespace(url=f"postgresql+psycopg2://postgres@127.0.0.1:{port}/musicstyle_test", pg_ctl=pg_ctl)
     finally:
         subprocess.run([*as_user, str(pg_bin / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True)

@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 
 import musicstyle.corpus
-from helpers import REPO, counted, make_corpus, tiny_config, wait_for
+from helpers import REPO, counted, load, make_corpus, tiny_config, wait_for
 from musicstyle.sweep.cli import main
 
 
@@ -107,29 +107,72 @@ BREAKAGES = {
 }
 
 
-@pytest.mark.parametrize("kind", list(BREAKAGES))
-def test_a_file_breaking_after_preflight_fails_its_pair_and_the_sweep_goes_on(tmp_path, corpus, monkeypatch, kind):
-    """The pre-flight check passes, then a corpus file breaks: that pair fails with its reason, the sweep goes on."""
-    victim = tmp_path / "content1.wav"
+def break_after_preflight(monkeypatch, victims: list[Path], kind: str) -> None:
+    """The pre-flight check passes, then the `victims` break (as a network share dropping mid-sweep)."""
     checked = musicstyle.corpus.preflight
 
     def preflight_then_break(*args, **kwargs):
         result = checked(*args, **kwargs)
-        BREAKAGES[kind](victim)
+        for victim in victims:
+            BREAKAGES[kind](victim)
         return result
 
     monkeypatch.setattr(musicstyle.corpus, "preflight", preflight_then_break)
+
+
+@pytest.mark.parametrize("kind", list(BREAKAGES))
+def test_a_file_breaking_mid_sweep_quarantines_its_pair_and_the_sweep_goes_on(tmp_path, corpus, monkeypatch, kind):
+    """A corpus file breaks after the pre-flight check: the first trial that meets it records the pair's
+    failure with the file named, quarantines the pair (study attr with reason and trial number) and
+    completes on its other pairs; later trials skip the pair; results.md lists it at the top."""
+    victim = tmp_path / "content1.wav"
+    break_after_preflight(monkeypatch, [victim], kind)
     config = tiny_config(tmp_path, corpus, trials=3)
     results = tmp_path / "results"
     assert main(["--config", str(config), "--results", str(results), "--quiet", "--workers", "1",
                  "--set", "study.paper_rows=false", "--set", "study.prune=false"]) == 0
     trials = pd.read_csv(results / "tiny" / "trials.csv")
-    assert len(trials) == 3 and (trials["state"] == "FAIL").all()
-    assert trials["reason"].str.contains("pair 'p1'").all()
+    assert len(trials) == 3 and (trials["state"] == "COMPLETE").all()
+    assert (trials["pairs_scored"] == 2).all()  # every trial ranked on the same two pairs
     pairs = pd.read_csv(results / "tiny" / "pairs.csv")
     broken = pairs[pairs["pair"] == "p1"]
-    assert (broken["status"] == "failed").all() and broken["error"].str.contains(str(victim), regex=False).all()
-    assert (pairs[pairs["pair"] != "p1"]["status"] == "ok").all()  # the other pairs still ran
+    assert len(broken) == 1 and broken["status"].iloc[0] == "failed"  # met once, then skipped
+    assert str(victim) in broken["error"].iloc[0]
+    assert (pairs[pairs["pair"] != "p1"]["status"] == "ok").all() and len(pairs) == 1 + 3 * 2
+    study = load(results, "tiny")
+    record = study.user_attrs["quarantine:p1"]
+    assert record["trial"] == int(broken["trial"].iloc[0]) and str(victim) in record["reason"]
+    report = (results / "tiny" / "results.md").read_text().splitlines()
+    assert report[2] == "## Quarantined pairs" and any(line.startswith("| p1 |") for line in report[:12])
+
+
+def test_more_than_half_the_pairs_gone_stops_the_sweep(tmp_path, corpus, monkeypatch, capsys):
+    break_after_preflight(monkeypatch, [tmp_path / "content1.wav", tmp_path / "style2.flac"], "missing")
+    config = tiny_config(tmp_path, corpus, trials=4)
+    results = tmp_path / "results"
+    assert main(["--config", str(config), "--results", str(results), "--quiet", "--workers", "1",
+                 "--set", "study.paper_rows=false", "--set", "study.prune=false"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "stopping: 2 of 3 pairs are quarantined" in err[-1] and "Traceback" not in "".join(err)
+    assert len(counted(load(results, "tiny"))) < 4
+    assert "## Quarantined pairs" in (results / "tiny" / "results.md").read_text()
+
+
+def test_rescoring_compares_trials_on_the_pairs_they_share():
+    """Trial 0 ran both pairs (the later-quarantined p1 scored badly); trial 1 ran p0 only. Told values
+    favour trial 1; re-scored on p0 alone, trial 0 is better."""
+    from types import SimpleNamespace
+
+    from musicstyle.sweep.quarantine import rescore
+
+    rows = [[{"pair": "p0", "status": "ok", "quality_score": 1.0}, {"pair": "p1", "status": "ok",
+             "quality_score": 99.0}], [{"pair": "p0", "status": "ok", "quality_score": 2.0}]]
+    trials = [SimpleNamespace(number=i, user_attrs={"pairs": r}) for i, r in enumerate(rows)]
+    frame = pd.DataFrame({"trial": [0, 1], "state": ["COMPLETE"] * 2, "objective_quality_score": [50.0, 2.0],
+                          "quality_score": [50.0, 2.0]})
+    scored = rescore(frame, trials, {"p1"}, "quality")
+    assert list(scored["objective_quality_score"]) == [1.0, 2.0]
+    assert list(scored["told_objective_quality_score"]) == [50.0, 2.0] and list(scored["pairs_scored"]) == [1, 1]
 
 
 def test_diverging_losses_fail_the_trial_with_the_reason(tmp_path, corpus):

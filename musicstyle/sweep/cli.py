@@ -15,10 +15,13 @@ from ..errors import ConfigError
 from ..io import ensure_writable_folder
 from ..machine import limit_threads
 from ..measures import NEEDS_TARGETS, OBJECTIVES
+from ..names import check_name
 from ..sweepconfig import load_settings
 from .budget import measure, record, resolve_sweep_precision
 from .plan import SweepPlan, loss_objective_warning
+from .quarantine import TooManyQuarantined, stop_if_too_many
 from .report import reevaluate, write_report
+from .retry import retrying
 from .stop import catch_stop_signals
 from .storage import open_study, storage_label
 from .trials import counted_trials, fail_stale_trials, requeue_interrupted
@@ -69,8 +72,7 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
     if args.reevaluate < 0 or args.seeds < 1:
         raise ConfigError("--reevaluate K needs K >= 0 and --seeds S needs S >= 1")
     name = args.study or Path(args.config).stem
-    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise ConfigError(f"--study name may hold letters, digits, '-', '_' and '.', got {name!r}")
+    check_name(name, "--study name (default: the config file's name)")
     pairs = resolve_pairs(settings, args.corpus, args.content_dir, args.style_dir, args.paper_dir)
     untargeted = [p.name for p in pairs if p.target is None]
     if settings.objective in NEEDS_TARGETS and untargeted:
@@ -107,6 +109,7 @@ def sweep(args: argparse.Namespace) -> int:
     elif not args.report_only:
         study.set_user_attr("trials", plan.trials)
     status = 0
+    stopped: TooManyQuarantined | None = None
     if not args.report_only:
         done = counted_trials(study.get_trials(deepcopy=False))
         print(f"study '{plan.study_name}' ({plan.objective}): {done}/{plan.trials} trials done, "
@@ -122,11 +125,21 @@ def sweep(args: argparse.Namespace) -> int:
                   "report", file=sys.stderr)
             requeue_interrupted(study)
             status = 130
+        except TooManyQuarantined as err:
+            stopped = err
+        if stopped is None and status == 0:  # workers in other processes stopped on their own
+            try:
+                retrying(lambda: stop_if_too_many(study, [pair.name for pair in plan.pairs]),
+                         plan.settings.study["storage_retry_seconds"], "reading the study after the workers")
+            except TooManyQuarantined as err:
+                stopped = err
     if args.reevaluate and status == 0:
         reevaluate(study, plan, args.reevaluate, args.seeds)
     path = write_report(study, plan)
     print(f"wrote {path}, {plan.results_dir / 'trials.csv'}, {plan.results_dir / 'pairs.csv'} and plots",
           file=sys.stderr)
+    if stopped is not None:  # after the report: one line, exit status 2
+        raise stopped
     return status
 
 

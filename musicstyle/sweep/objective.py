@@ -35,9 +35,11 @@ from ..errors import ConfigError, MusicStyleError
 from ..io import atomic_path
 from ..measures import PAIR_MEASURES, is_multi_objective, objective_measures
 from ..metrics import EvaluationSpace, evaluation_space
+from ..names import inside
 from ..sweepconfig import SweepSettings
 from ..transfer import PairSpectrograms, load_pair, resolve_device, run_transfer
 from .plan import SweepPlan
+from .quarantine import is_file_error, quarantine, quarantined
 from .trials import Heartbeat
 
 HISTORY_POINTS = 200  # loss curves kept per pair (downsampled)
@@ -228,7 +230,7 @@ def objective(trial: optuna.Trial, plan: SweepPlan, cache: PairCache,
     """Suggest, run the pairs in a shuffled order (reporting each for pruning), return the means.
 
     `outcomes` collects each pair's outcome as it runs. Raises TrialPruned, or MusicStyleError
-    naming the pair that failed.
+    naming the pair that failed; a pair whose file is unreadable is quarantined and skipped instead.
     """
     config = plan.settings.config_for(suggest_params(trial, plan.settings))
     trial.set_user_attr("seed", config.seed)
@@ -239,13 +241,19 @@ def objective(trial: optuna.Trial, plan: SweepPlan, cache: PairCache,
     report = not is_multi_objective(plan.objective)  # Optuna has no intermediate values for several objectives
     prune = report and "paper_row" not in trial.user_attrs  # the paper's rows run in full (and still report)
     heartbeat = Heartbeat(trial)
+    skip = set(quarantined(trial.study))  # pairs whose files became unreadable (quarantine.py)
     with recorded(trial, outcomes):
         for index in pair_order(len(plan.pairs), plan.seed, trial.number):
+            if plan.pairs[index].name in skip:
+                continue
             heartbeat.last = 0.0
             heartbeat()
             outcome = run_pair(plan.pairs[index], index, config, cache, heartbeat)
             outcomes.append(outcome)
             trial.set_user_attr("pairs", [o.row for o in outcomes])
+            if is_file_error(outcome.row):  # quarantined; this trial completes on its other pairs
+                quarantine(trial.study, outcome.row["pair"], outcome.row["error"], trial.number)
+                continue
             if outcome.row["status"] != "ok":
                 raise MusicStyleError(f"pair '{outcome.row['pair']}': {outcome.row['error']}")
             if report:
@@ -262,7 +270,8 @@ def save_best_outputs(plan: SweepPlan, number: int, outcomes: list[PairOutcome])
     for outcome in outcomes:
         if outcome.audio is None:
             continue
-        write_wav(folder / f"{outcome.row['pair']}.wav", outcome.audio, plan.settings.base_config().sample_rate_hz)
+        rate = plan.settings.base_config().sample_rate_hz
+        write_wav(inside(folder, f"{outcome.row['pair']}.wav"), outcome.audio, rate)
         arrays.update({f"{outcome.row['pair']}/{k}": v.astype(np.float16) for k, v in outcome.spectrograms.items()})
     if arrays:
         with atomic_path(folder / "spectrograms.npz") as tmp, open(tmp, "wb") as handle:

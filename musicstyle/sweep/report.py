@@ -22,6 +22,8 @@ from ..report import activation_table, best_rows, fmt, mean_std, plot_spectrogra
 from . import plots
 from .objective import PairCache, run_pair, summarise
 from .plan import SweepPlan
+from .quarantine import markdown as quarantine_section
+from .quarantine import quarantined, rescore
 from .trials import is_discarded
 
 
@@ -209,7 +211,7 @@ def write_report(study: optuna.Study, plan: SweepPlan) -> Path:
     """
     folder = plan.results_dir
     trials = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]
-    frame = trial_table(trials, plan.objective)
+    frame = rescore(trial_table(trials, plan.objective), trials, set(quarantined(study)), plan.objective)
     write_csv(folder / "trials.csv", frame)
     write_csv(folder / "pairs.csv", pair_table(trials))
     notes: list[str] = []
@@ -245,7 +247,9 @@ def write_report(study: optuna.Study, plan: SweepPlan) -> Path:
             "corpus": f"{len(plan.pairs)} pairs ({', '.join(p.name for p in plan.pairs)})",
             **study_machine(study, frame)}
     path = folder / "results.md"
-    write_text(path, results_markdown(frame, meta, reevaluation, drawn, notes))
+    text = results_markdown(frame, meta, reevaluation, drawn, notes)
+    first, rest = text.split("\n", 1)  # quarantined pairs right under the title
+    write_text(path, "\n".join([first, "", *quarantine_section(study, len(plan.pairs)), rest.lstrip("\n")]))
     try:  # like a plot, the listening page never stops the report
         write_sweep_listening_report(folder)
     except Exception as err:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import importlib.util
 import random
+import re
 import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import optuna
 from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -24,6 +26,7 @@ from ..errors import ConfigError, MusicStyleError
 from ..measures import directions, is_multi_objective
 from ..paper import PAPER_ROWS
 from ..sweepconfig import SweepSettings
+from .journal import repair_journal
 from .plan import SweepPlan
 
 SCHEMA_RACE_ATTEMPTS = 5  # tries to open an RDB storage while other workers create its tables
@@ -42,9 +45,20 @@ def mask(url: str) -> str:
     try:
         from sqlalchemy.engine import make_url
 
-        return make_url(url).render_as_string(hide_password=True)
+        return scrub(make_url(url).render_as_string(hide_password=True), url)
     except Exception:
         return url.split("@")[-1]
+
+
+def scrub(text: str, url: str | None) -> str:
+    """`text` with the password of `url` (as written, and percent-decoded) replaced by ***, for any
+    message that might quote the URL (a driver's error)."""
+    found = re.match(r"^[\w+.-]+://[^:@/]*:(.*)@", url or "")
+    if not found or not found.group(1):
+        return text
+    for form in sorted({found.group(1), unquote(found.group(1))}, key=len, reverse=True):
+        text = text.replace(form, "***")
+    return text
 
 
 def journal_path(results_dir: Path) -> Path:
@@ -72,8 +86,11 @@ def open_storage(url: str | None, results_dir: Path) -> optuna.storages.BaseStor
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch(exist_ok=True)
+            note = repair_journal(path)
         except OSError as err:
             raise StorageError(f"cannot write the study journal {path}: {err.strerror}") from None
+        if note:
+            print(note, file=sys.stderr)
         return JournalStorage(JournalFileBackend(str(path)))
     if url.split(":", 1)[0].split("+")[0] not in ("sqlite", "postgresql", "postgres", "mysql"):
         raise StorageError(f"unsupported storage URL {mask(url)!r}: use sqlite:///FILE, postgresql://..., "
@@ -93,7 +110,7 @@ def open_storage(url: str | None, results_dir: Path) -> optuna.storages.BaseStor
             # sees a duplicate-key or already-exists error, and a second try finds the tables made
             racing = "UniqueViolation" in reason or "already exists" in reason
             if not racing or attempt == SCHEMA_RACE_ATTEMPTS - 1:
-                raise StorageError(f"cannot open storage {mask(url)}: {reason[:300]}") from None
+                raise StorageError(f"cannot open storage {mask(url)}: {scrub(reason, url)[:300]}") from None
             time.sleep(0.5 + random.random())
     raise AssertionError("unreachable")
 

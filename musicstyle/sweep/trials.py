@@ -98,7 +98,10 @@ class Heartbeat:
         now = time.time()
         if now - self.last >= HEARTBEAT_SECONDS:
             self.last = now
-            self.trial.set_user_attr("heartbeat", now)
+            try:
+                self.trial.set_user_attr("heartbeat", now)
+            except Exception:  # best effort: an unreachable storage is handled after the trial (retry.py)
+                pass
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial) -> None:

@@ -19,11 +19,13 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from ..errors import MusicStyleError
+from ..errors import MusicStyleError, OutputError
 from ..machine import limit_threads
 from ..progress import eta
 from .objective import PairCache, PairOutcome, improves, keep_outputs, objective
 from .plan import SweepPlan
+from .quarantine import stop_if_too_many
+from .retry import after_connection_loss, is_connection_error
 from .stop import catch_stop_signals, raise_if_stopped
 from .storage import QUEUED, open_study
 from .trials import (
@@ -77,6 +79,7 @@ def _tell_failed(study: optuna.Study, trial: optuna.Trial, reason: str) -> Froze
 def run_one(study: optuna.Study, plan: SweepPlan, cache: PairCache) -> FrozenTrial | None:
     """Ask, run and tell one trial; None when the study already has its N trials."""
     fail_stale_trials(study, plan.settings.study["stale_after_seconds"])
+    stop_if_too_many(study, [pair.name for pair in plan.pairs])
     if not room_for_another(study, plan.trials):
         return None
     trial = study.ask()
@@ -101,7 +104,13 @@ def run_one(study: optuna.Study, plan: SweepPlan, cache: PairCache) -> FrozenTri
         if discard(study, trial.number, "interrupted", "interrupted (Ctrl-C); re-run on resume"):
             requeue(study, trial_by_number(study, trial.number))
         raise
+    except OutputError:  # disk full or read-only: the trial re-runs on resume, the worker stops
+        if discard(study, trial.number, "interrupted", "its outputs could not be written; re-run on resume"):
+            requeue(study, trial_by_number(study, trial.number))
+        raise
     except Exception as err:  # any error: recorded with its reason, the sweep goes on
+        if is_connection_error(err):  # not the trial's fault: run_worker waits, then re-runs it
+            raise
         text = str(err).splitlines()[0] if str(err) else ""
         reason = text if isinstance(err, MusicStyleError) else f"{type(err).__name__}: {text}"
         frozen = _tell_failed(study, trial, reason)
@@ -128,7 +137,13 @@ def run_worker(plan: SweepPlan, worker: int = 0, threads: int | None = None, par
     tag = f"[worker {worker}] " if plan.workers > 1 else ""
     while parent is None or os.getppid() == parent:  # a worker whose parent was killed stops after its trial
         raise_if_stopped()
-        frozen = run_one(study, plan, cache)
+        try:
+            frozen = run_one(study, plan, cache)
+        except Exception as err:
+            if not is_connection_error(err):
+                raise
+            after_connection_loss(study, plan.settings.study["storage_retry_seconds"], err, tag)
+            continue
         if frozen is None:
             return ran
         ran += 1
