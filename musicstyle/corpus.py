@@ -7,6 +7,7 @@ Every pair names a content file, a style file and the clip read from both (offse
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,16 +233,17 @@ def resolve_corpus(
 
 
 def resolve_pairs(settings: SweepSettings, corpus: str | None = None, content_dir: str | None = None,
-                  style_dir: str | None = None, paper_dir: str | None = None) -> list[SongPair]:
+                  style_dir: str | None = None, paper_dir: str | None = None,
+                  quarantined: Collection[str] = ()) -> list[SongPair]:
     """The sweep's corpus from the command line or the config (a path there is relative to the config
-    file), checked before any trial (`preflight`)."""
+    file), checked before any trial (`preflight`), except the pairs a resumed study has `quarantined`."""
     spec = corpus if corpus is not None else settings.corpus
     named = ("builtin", "builtin-reverse", "paper", "rendered")
     if isinstance(spec, str) and spec.split(":")[0] not in named and not Path(spec).exists():
         beside = settings.base_dir / spec
         spec = str(beside) if beside.exists() else spec
     pairs = resolve_corpus(spec, content_dir, style_dir, paper_dir, source=str(settings.base_dir / "config"))
-    preflight(pairs, settings.base_config().offset_seconds)
+    preflight([p for p in pairs if p.name not in quarantined], settings.base_config().offset_seconds)
     return pairs
 
 

@@ -144,6 +144,11 @@ def test_a_file_breaking_mid_sweep_quarantines_its_pair_and_the_sweep_goes_on(tm
     assert record["trial"] == int(broken["trial"].iloc[0]) and str(victim) in record["reason"]
     report = (results / "tiny" / "results.md").read_text().splitlines()
     assert report[2] == "## Quarantined pairs" and any(line.startswith("| p1 |") for line in report[:12])
+    monkeypatch.undo()  # the file stays broken on disk: a resumed study skips it instead of stopping on it
+    assert main(["--config", str(config), "--results", str(results), "--quiet", "--workers", "1", "--trials", "5",
+                 "--set", "study.paper_rows=false", "--set", "study.prune=false"]) == 0
+    resumed = pd.read_csv(results / "tiny" / "pairs.csv")
+    assert len(counted(load(results, "tiny"))) == 5 and len(resumed) == 1 + 5 * 2
 
 
 def test_more_than_half_the_pairs_gone_stops_the_sweep(tmp_path, corpus, monkeypatch, capsys):

@@ -19,7 +19,7 @@ from ..names import check_name
 from ..sweepconfig import load_settings
 from .budget import measure, record, resolve_sweep_precision
 from .plan import SweepPlan, loss_objective_warning
-from .quarantine import TooManyQuarantined, stop_if_too_many
+from .quarantine import TooManyQuarantined, recorded_before, stop_if_too_many
 from .report import reevaluate, write_report
 from .retry import retrying
 from .stop import catch_stop_signals
@@ -73,12 +73,13 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
         raise ConfigError("--reevaluate K needs K >= 0 and --seeds S needs S >= 1")
     name = args.study or Path(args.config).stem
     check_name(name, "--study name (default: the config file's name)")
-    pairs = resolve_pairs(settings, args.corpus, args.content_dir, args.style_dir, args.paper_dir)
+    results_dir = Path(args.results) / name
+    known_broken = recorded_before(args.storage, results_dir, name)  # a resumed study's quarantined pairs
+    pairs = resolve_pairs(settings, args.corpus, args.content_dir, args.style_dir, args.paper_dir, known_broken)
     untargeted = [p.name for p in pairs if p.target is None]
     if settings.objective in NEEDS_TARGETS and untargeted:
         raise ConfigError(f"{settings.source}: objective '{settings.objective}' needs a target for every pair "
                           f"(--corpus rendered); these have none: {', '.join(untargeted[:5])}")
-    results_dir = Path(args.results) / name
     ensure_writable_folder(results_dir, "results")
     return SweepPlan(settings, pairs, name, results_dir, args.storage, settings.study["trials"], workers,
                      args.quiet)

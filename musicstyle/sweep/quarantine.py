@@ -13,6 +13,7 @@ trials.csv as `told_objective_*`. When more than half the pairs are quarantined 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,22 @@ def is_file_error(row: dict[str, Any]) -> bool:
 def quarantined(study: optuna.Study) -> dict[str, dict[str, Any]]:
     """Pair name -> {"reason", "trial"} for every quarantined pair of the study."""
     return {k[len(PREFIX):]: v for k, v in study.user_attrs.items() if k.startswith(PREFIX)}
+
+
+def recorded_before(storage_url: str | None, results_dir: Path, study_name: str) -> set[str]:
+    """The pairs an existing study has already quarantined, read before the pre-flight check so that a
+    resumed study skips the files it knows are broken instead of stopping on them. Creates nothing: a
+    journal that does not exist yet, or a storage without this study, gives the empty set."""
+    from .storage import journal_path, open_storage
+
+    if storage_url is None or storage_url.startswith("journal:"):
+        path = journal_path(results_dir) if storage_url is None else Path(storage_url[len("journal:"):]).expanduser()
+        if not path.exists() or path.stat().st_size == 0:
+            return set()
+    storage = open_storage(storage_url, results_dir)
+    if study_name not in {s.study_name for s in storage.get_all_studies()}:
+        return set()
+    return set(quarantined(optuna.load_study(study_name=study_name, storage=storage)))
 
 
 def quarantine(study: optuna.Study, pair: str, reason: str, trial: int) -> None:
