@@ -15,11 +15,6 @@ from typing import Any
 _SIGNALS: list[int] = []  # the stop signals received by this process
 
 
-def stop_requested() -> bool:
-    """True once a stop signal arrived in this process."""
-    return bool(_SIGNALS)
-
-
 def raise_if_stopped() -> None:
     """The safe point: KeyboardInterrupt if a stop was requested."""
     if _SIGNALS:
