@@ -81,13 +81,22 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    """The whole comparison in phases (rows and ablation, converged, limit, joint search, finalists), each
+    timed into phases.csv; then report.md, report.html and the plots."""
     import shlex
+    import time
 
     import pandas as pd
 
+    from .baselines import score_baselines
+    from .blogsearch import SPACE, finalist_runs, run_search, small_space
+    from .io import write_csv
     from .listen_paper import LISTEN, listen_runs, write_paper_listening_report
+    from .machine import code_version, describe
     from .paper import PAPER_SONGS_ENV, paper_song_paths, paper_songs_dir
-    from .reproduce import plan_runs, run_all, write_report
+    from .paperreport import write_report
+    from .reproduce import invocation_id, plan_runs, run_all
+    from .transfer import load_pair
 
     base = config_from_args(args)
     out_dir = Path(args.out)
@@ -97,17 +106,56 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         raise ConfigError(f"reproduce needs --paper-dir DIR or ${PAPER_SONGS_ENV} (the folder with imperial.mp3 "
                           "and usa.mp3)")
     paper_song_paths(args.paper_dir)
+    invocation = invocation_id()
     if args.listen:  # the rows once more, keeping their audio, recorded apart from the comparison's runs
-        run_all(args.paper_dir, out_dir / LISTEN, base, listen_runs(), workers=args.workers)
+        run_all(args.paper_dir, out_dir / LISTEN, base, listen_runs(), workers=args.workers, invocation=invocation)
         frame = pd.read_csv(out_dir / "runs.csv") if (out_dir / "runs.csv").exists() else pd.DataFrame()
         html = write_paper_listening_report(out_dir, frame, base, args.paper_dir)
         print(f"wrote {html} and {out_dir / LISTEN / 'runs.csv'}")
         return 0
-    runs = plan_runs(args.seeds, args.variant_seeds, quick=args.quick)
-    print(f"{len(runs)} runs on the paper's songs, results in {out_dir}", file=sys.stderr)
-    frame = run_all(args.paper_dir, out_dir, base, runs, workers=args.workers)
     command = args.command_line or "python -m musicstyle " + shlex.join(sys.argv[1:])
-    report = write_report(frame, out_dir, base, command)
+    phases_csv = out_dir / "phases.csv"
+    phases = pd.read_csv(phases_csv).to_dict("records") if phases_csv.exists() else []
+
+    def phase(name: str, work: Callable[[], int]) -> None:
+        """Run one phase and record its wall time, unless it had nothing left to do."""
+        start = time.perf_counter()
+        count = work()
+        if count:
+            phases.append({"phase": name, "runs or trials": count, "wall minutes": (time.perf_counter() - start) / 60,
+                           "workers": args.workers, "machine": describe(base.device), "code_version": code_version(),
+                           "invocation": invocation})
+            write_csv(phases_csv, pd.DataFrame(phases))
+
+    plan = plan_runs(args.seeds, args.limit_seeds, args.converged_seeds, quick=args.quick,
+                     converge_iterations=args.converge_iterations)
+    done = set(pd.read_csv(out_dir / "runs.csv")["run_id"]) if (out_dir / "runs.csv").exists() else set()
+    print(f"{len(plan)} runs on the paper's songs (+ a joint search of {args.search} trials), results in {out_dir}",
+          file=sys.stderr)
+    for name, groups in (("rows and ablation", ("rows", "ablation")), ("converged", ("converged",)),
+                         ("limit", ("limit",))):
+        runs = [r for r in plan if r.group in groups]
+        phase(name, lambda runs=runs: len(run_all(args.paper_dir, out_dir, base, runs, args.workers, invocation))
+              - len([r for r in runs if r.run_id in done]))
+    pair = load_pair(*paper_song_paths(args.paper_dir), base)
+    if not (out_dir / "baselines.csv").exists():
+        write_csv(out_dir / "baselines.csv", pd.DataFrame(score_baselines(pair, base)))
+    study = None
+    if args.search:
+        def search() -> int:
+            nonlocal study
+            space = small_space(base) if args.quick else SPACE
+            study, added = run_search(pair, out_dir, base, args.search, args.search_minutes, seed=args.search_seed,
+                                      space=space, invocation=invocation)
+            return added
+
+        phase("joint search", search)
+        finalists = finalist_runs(study, base, int(pair.content.shape[1]), seeds=args.finalist_seeds)
+        phase("finalists", lambda: len(run_all(args.paper_dir, out_dir, base, finalists, args.workers, invocation))
+              - len([r for r in finalists if r.run_id in done]))
+    frame = pd.read_csv(out_dir / "runs.csv")
+    report = write_report(frame, out_dir, base, command, pd.read_csv(out_dir / "baselines.csv"),
+                          pd.DataFrame(phases), search_trials=len(study.trials) if study else 0)
     html = write_paper_listening_report(out_dir, frame, base, args.paper_dir)
     print(f"wrote {report}, {html}, {out_dir / 'runs.csv'} and plots")
     return 0
@@ -162,7 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
                            help="folder with imperial.mp3 and usa.mp3 (default: $MUSICSTYLE_PAPER_SONGS)")
     reproduce.add_argument("--out", default="results/paper", help="report folder (default: results/paper)")
     reproduce.add_argument("--seeds", type=int, default=3, help="seeds for the four rows and the ablation")
-    reproduce.add_argument("--variant-seeds", type=int, default=1, help="seeds for each variant")
+    reproduce.add_argument("--converged-seeds", type=int, default=1, help="seeds for each converged cell")
+    reproduce.add_argument("--converge-iterations", type=int, default=3000,
+                           help="L-BFGS cap of the converged cells; it normally stops on its tolerance first")
+    reproduce.add_argument("--limit-seeds", type=int, default=1, help="seeds for each infinite-filter cell")
+    reproduce.add_argument("--search", type=int, default=0, metavar="N",
+                           help="joint search for one setup behind the blog's three rows: N trials in all "
+                                "(resumes OUT/search.journal); 0 skips it")
+    reproduce.add_argument("--search-minutes", type=float, help="stop the joint search after this long")
+    reproduce.add_argument("--finalist-seeds", type=int, default=5, help="seeds for each of the search's best 3")
+    reproduce.add_argument("--search-seed", type=int, default=0,
+                           help="the search's sampler seed and its runs' seed (default 0)")
     reproduce.add_argument("--quick", action="store_true", help="one run of each kind (a smoke test)")
     reproduce.add_argument("--listen", action="store_true",
                            help="only run the paper's rows once (seed 0) keeping their audio, in OUT/listen/, "

@@ -20,7 +20,7 @@ OPTIMIZERS = ("lbfgs", "adam")
 LR_SCHEDULES = ("constant", "cosine")
 INITS = ("noise", "content", "zeros")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "bf16", "auto")
+PRECISIONS = ("fp32", "bf16", "auto", "fp64")
 GRAM_MODES = ("auto", "filters", "frames")
 INF_WORDS = ("inf", "infinity", ".inf")  # how `filters` is set to the infinite-filter limit
 
@@ -69,8 +69,9 @@ class TransferConfig:
     # run
     seed: int = _opt(0, "seed of the filters, the start noise and the Griffin-Lim phase")
     device: str = _opt("auto", "auto (CUDA when present), cpu or cuda", choices=DEVICES)
-    precision: str = _opt("fp32", "fp32, bf16 matrix products for speed, or auto: bf16 where its products "
-                          "are fast (AVX-512 BF16 / AMX, CUDA), else fp32", choices=PRECISIONS)
+    precision: str = _opt("fp32", "fp32, bf16 matrix products for speed, auto: bf16 where its products "
+                          "are fast (AVX-512 BF16 / AMX, CUDA), else fp32; or fp64 throughout (slow)",
+                          choices=PRECISIONS)
 
     def replace(self, **changes: Any) -> TransferConfig:
         """A copy with some settings changed, checked."""

@@ -55,11 +55,19 @@ LOSS_SCALE_NOTE = (f"filters inf: content = {LIMIT_REFERENCE_FILTERS} * lim cont
                    f"{LIMIT_REFERENCE_FILTERS} filters (comparable with a {LIMIT_REFERENCE_FILTERS}-filter run)")
 
 
-def summary_notes(config: TransferConfig, float64_fallback: bool = False) -> dict[str, str]:
-    """The run summary's note on how its losses are scaled (and, in the limit, the precision used)."""
+def summary_notes(config: TransferConfig, float64_fallback: bool = False, device: str = "cpu") -> dict[str, str]:
+    """The run summary's note on how its losses are scaled, and the precision its products really used."""
+    from .network import resolve_precision
+
+    if float64_fallback or config.precision == "fp64":
+        used = "fp64"
+    elif math.isinf(config.filters):
+        used = "fp32"  # the limit's kernels run in float32 whatever the setting
+    else:
+        used = resolve_precision(config.precision, device)[0]
     if not math.isinf(config.filters):
-        return {"loss_scale": f"sums over {config.filters} filters (losses.py)"}
-    return {"loss_scale": LOSS_SCALE_NOTE, "precision_used": "fp64" if float64_fallback else "fp32"}
+        return {"loss_scale": f"sums over {config.filters} filters (losses.py)", "precision_used": used}
+    return {"loss_scale": LOSS_SCALE_NOTE, "precision_used": used}
 
 
 def limit_variance(n_bins: int, kernel_width: int, gain: float) -> float:

@@ -132,7 +132,8 @@ def _view(out_dir: Path, record: dict[str, Any], ogg: Path, clips: list[Clip], v
 def write_paper_listening_report(out_dir: str | Path, frame: pd.DataFrame, base: TransferConfig,
                                  paper_dir: str | Path) -> Path:
     """report.html beside report.md: the comparison's tables and plots, and every run with kept audio."""
-    from .reproduce import ablation_table, claims, rows_table, variants_table
+    from .blogsearch import finalists_table
+    from .paperreport import ablation_table, claims, converged_table, rows_table
 
     out_dir = Path(out_dir)
     records = _records(out_dir, frame)
@@ -147,7 +148,9 @@ def write_paper_listening_report(out_dir: str | Path, frame: pd.DataFrame, base:
         ["runs.csv has no runs yet."]
     tables = [html_table(rows_table(frame), "paper-rows", "The table's rows as printed (mean ± std over seeds)"),
               html_table(ablation_table(frame), "ablation", "Activation and weights, separated (mean ± std)"),
-              html_table(variants_table(frame), "variants", "The details the blog leaves open, as variants")] \
+              html_table(finalists_table(frame), "finalists", "One setup for the blog's rows: the joint search's "
+                         "finalists over seeds"),
+              html_table(converged_table(frame), "converged", "Every cell at the fixed budget and converged")] \
         if len(frame) else []
     return write_listening_report(
         out_dir, title="Reproducing the paper's comparison: listening report", summary=summary, tables=tables,

@@ -59,6 +59,21 @@ def describe(device: str = "cpu") -> str:
     return text
 
 
+def code_version() -> str:
+    """The git commit of this checkout ('abc1234', '+dirty' when files differ from it), or 'unknown'."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (commit + ("+dirty" if dirty else "")) if commit else "unknown"
+
+
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU flags with fast bfloat16 products
 CAPPED_ENV = ("ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA")
 

@@ -80,7 +80,7 @@ def bf16_supported(device: torch.device | str) -> bool:
 
 
 def resolve_precision(requested: str, device: torch.device | str) -> tuple[str, str]:
-    """('fp32' or 'bf16', why) for a run's `precision` setting on `device`.
+    """('fp32', 'bf16' or 'fp64', why) for a run's `precision` setting on `device`.
 
     'auto' is bf16 only where bfloat16 products are fast: on CUDA as `bf16_supported` says, on a CPU
     with the avx512_bf16 or amx_bf16 flag (`machine.fast_bf16_cpu`, which also sees AVX2 emulation).
@@ -89,8 +89,8 @@ def resolve_precision(requested: str, device: torch.device | str) -> tuple[str, 
     from .machine import fast_bf16_cpu
 
     device = torch.device(device)
-    if requested == "fp32":
-        return "fp32", "precision fp32 asked for"
+    if requested in ("fp32", "fp64"):
+        return requested, f"precision {requested} asked for"
     if device.type == "cuda":
         fast, why = bf16_supported(device), f"CUDA {'has' if bf16_supported(device) else 'lacks'} bf16 support"
     else:

@@ -377,6 +377,9 @@ def optimize_spectrogram(
     """
     start = time.perf_counter()
     keep_freed_memory()
+    if problem is None and config.precision == "fp64":  # the whole problem in float64 (no cache: rare and large)
+        problem = build_problem(*(torch.as_tensor(spec, dtype=torch.float64, device=device)
+                                  for spec in (content_spec, style_spec)), config, dtype=torch.float64)
     if problem is None:
         problem = cached_problem(content_spec, style_spec, config, device)
     x0 = initial_spectrogram(content_spec, config.init, config.seed)
@@ -388,7 +391,8 @@ def optimize_spectrogram(
     fallback = False
     # float32 round-off at a huge initial loss ends L-BFGS-B within a few iterations, as a line-search
     # failure (ABNORMAL) or as a false "relative reduction <= factr*epsmch" convergence: retry in float64.
-    if config.optimizer == "lbfgs" and outcome["iterations"] < min(EARLY_STALL_ITERATIONS, config.iterations):
+    if (config.optimizer == "lbfgs" and outcome["iterations"] < min(EARLY_STALL_ITERATIONS, config.iterations)
+            and problem.filters.dtype != torch.float64):
         content_t, style_t = (torch.as_tensor(spec, dtype=torch.float64, device=device)
                               for spec in (content_spec, style_spec))
         problem64 = build_problem(content_t, style_t, config, dtype=torch.float64)

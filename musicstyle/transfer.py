@@ -80,7 +80,7 @@ class TransferResult:
             "optimize_seconds": o.optimize_seconds, "seconds_per_evaluation": o.seconds_per_evaluation,
             "reconstruct_seconds": self.reconstruct_seconds, "stop_reason": o.stop_reason,
             "float64_fallback": o.float64_fallback, **self.measures.to_dict(),
-            **summary_notes(self.config, o.float64_fallback),
+            **summary_notes(self.config, o.float64_fallback, self.device),
             "device": self.device, "config": self.config.to_dict(),
         }
 

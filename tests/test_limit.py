@@ -163,7 +163,7 @@ def test_reproduce_plans_every_cell_in_the_limit():
     from musicstyle.reproduce import ACTIVATIONS as CELL_ACTIVATIONS
     from musicstyle.reproduce import WEIGHTS, plan_runs
 
-    runs = [r for r in plan_runs(seeds=2, variant_seeds=1) if r.group == "limit"]
+    runs = [r for r in plan_runs(seeds=2, limit_seeds=1) if r.group == "limit"]
     cells = {(r.settings["activation"], r.settings["alpha"], r.settings["beta"]) for r in runs}
     assert cells == {(a, w[0], w[1]) for a in CELL_ACTIVATIONS for w in WEIGHTS.values()}
     assert all(math.isinf(make_config(r.settings).filters) for r in runs)

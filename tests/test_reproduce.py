@@ -15,10 +15,11 @@ from PIL import Image
 from conftest import REPO, tone_mix
 from musicstyle.listen_paper import LIMIT_ROWS
 from musicstyle.paper import PAPER_ROWS, SONG_SHA256, fetch_songs, verify_songs
-from musicstyle.reproduce import plan_runs, variants_table
+from musicstyle.reproduce import plan_runs
 
 REDUCED = ["--quick", "--iterations", "3", "--griffin-lim-iters", "2", "--filters", "128", "--frames", "60",
-           "--device", "cpu"]
+           "--device", "cpu", "--converge-iterations", "20"]
+SEARCH = ["--search", "3", "--finalist-seeds", "2"]  # the end-to-end run's joint search: 3 trials, 2 seeds each
 
 
 def reproduce(out: Path, paper_dir: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -27,27 +28,14 @@ def reproduce(out: Path, paper_dir: Path, *extra: str) -> subprocess.CompletedPr
                           timeout=900)
 
 
-def test_full_plan_covers_rows_variants_and_ablation():
-    runs = plan_runs(seeds=3, variant_seeds=1)
-    groups = {g: [r for r in runs if r.group == g] for g in ("rows", "variants", "ablation")}
+def test_full_plan_covers_rows_ablation_converged_and_limit():
+    runs = plan_runs(seeds=3, limit_seeds=1, converged_seeds=2, converge_iterations=3000)
+    groups = {g: [r for r in runs if r.group == g] for g in ("rows", "ablation", "converged", "limit")}
     assert len(groups["rows"]) == 4 * 3
     assert len(groups["ablation"]) == 4 * 3  # the 8 cells less the 4 that are rows
-    labels = {r.label for r in groups["variants"]}
-    for needed in ("optimizer adam (table's learning rate)", "init gain 1 (Keras glorot_normal)",
-                   "leaky slope 0.01", "leaky slope 0.2", "iterations 100", "filters 2048", "filters 1024",
-                   "max pooling 2"):
-        assert needed in labels
+    assert len(groups["converged"]) == 8 * 2 and len(groups["limit"]) == 8
+    assert all(r.settings["iterations"] == 3000 and r.settings["optimizer"] == "lbfgs" for r in groups["converged"])
     assert len({r.run_id for r in runs}) == len(runs)
-
-
-def test_variants_table_follows_the_plan_whatever_order_the_runs_finished_in():
-    plan = [r for r in plan_runs(1, 1) if r.group == "variants"]
-    records = [{"group": r.group, "label": r.label, "row": r.row, "state": "ok", "final_loss": float(i),
-                "quality_score": 0.5, "style_distance": 0.1, "content_distance": 0.2, "iterations_done": 300,
-                "float64_fallback": False} for i, r in enumerate(plan)]
-    shuffled = pd.DataFrame(records).sample(frac=1.0, random_state=0)
-    table = variants_table(shuffled)
-    assert list(zip(table["variant"], table["row"])) == [(r.label, r.row) for r in plan]
 
 
 @pytest.fixture
@@ -73,15 +61,26 @@ def songs_dir(request) -> Path:
 
 def test_reduced_reproduction_writes_the_report_and_resumes(songs_dir, tmp_path):
     out = tmp_path / "paper"
-    done = reproduce(out, songs_dir)
+    done = reproduce(out, songs_dir, *SEARCH)
     assert done.returncode == 0, done.stderr
     runs = pd.read_csv(out / "runs.csv")
     assert set(runs["row"].dropna()) >= {r.name for r in PAPER_ROWS}
     assert (runs["state"] == "ok").all() and runs["quality_score"].between(0, 10).all()
     report = (out / "report.md").read_text()
-    for heading in ("## What reproduces", "## The table's four rows as printed", "## Activation and weights",
-                    "## The details the blog leaves open", "python -m musicstyle reproduce"):
+    for heading in ("## Verdict", "## What reproduces", "## The table's four rows as printed",
+                    "## Activation and weights", "## One setup for the blog's three rows", "## Converged",
+                    "## Infinitely many filters",
+                    "## What each phase cost", "python -m musicstyle reproduce"):
         assert heading in report
+    for column in ("machine", "device", "precision_used", "code_version", "invocation"):  # every row labelled
+        assert runs[column].notna().all() and (runs[column].astype(str) != "").all(), column
+    assert runs["invocation"].nunique() == 1 and "baseline: content copy" in report
+    search = pd.read_csv(out / "search-runs.csv")  # every row a search trial ran, stopped early or not
+    assert set(search["trial"]) == set(range(3)) and set(search["state"]) <= {"ok", "stopped", "failed"}
+    finalists = runs[runs["group"] == "finalists"]
+    assert len(finalists) == 3 * 2 * finalists["label"].nunique() and finalists["label"].nunique() >= 1
+    phases = pd.read_csv(out / "phases.csv")
+    assert list(phases["phase"]) == ["rows and ablation", "converged", "limit", "joint search", "finalists"]
     for row in PAPER_ROWS:
         assert f"| {row.name}" in report
     for png in ("loss_by_activation.png", "quality_by_activation.png", "base_row_spectrograms.png"):
@@ -93,8 +92,9 @@ def test_reduced_reproduction_writes_the_report_and_resumes(songs_dir, tmp_path)
     for audio in kept["audio"]:
         assert (out / audio).read_bytes()[:4] == b"OggS" and f'src="{audio}"' in html
     assert html.count("<audio") == 3 * len(PAPER_ROWS) and 'src="listen/content.ogg"' in html
-    again = reproduce(out, songs_dir, "--workers", "2")
+    again = reproduce(out, songs_dir, "--workers", "2", *SEARCH)
     assert again.returncode == 0 and "run 1/" not in again.stderr  # everything was already done
+    assert "search trial" not in again.stderr and len(pd.read_csv(out / "phases.csv")) == len(phases)
     assert len(pd.read_csv(out / "runs.csv")) == len(runs)
 
 

@@ -1,0 +1,319 @@
+"""The joint search for one setup behind the blog's three rows (81.79 / 207.18 / 266.56).
+
+The blog printed three final losses at alpha 1e-3, beta 10 and left the rest open. This module
+searches those open details *together* (one setup for all three rows; the weights stay the blog's):
+
+    optimiser and learning rate, iterations, init gain, leaky slope, Gram normalisation, loss
+    reduction, filter count, precision and the start.
+
+Objective: the worst |log(measured / printed)| over the three rows (`joint_error`); 0 is a perfect
+match, log(1.1) = 0.095 is every row within 10 %.
+
+A normalisation is a constant factor on each loss term (`loss_scales`), so a run with normalisation
+(g, r) is the engine's run with weights alpha * content_scale and beta * style_scale, and its final
+loss *is* the loss under (g, r). The engine's own convention is Gram / input frames, summed squares.
+
+Budget (multi-fidelity that never throws away a setup that could still win):
+
+- rows run one after another; the worst error so far only grows, so a trial stops as soon as it
+  reaches the best finished trial's error (`report` + prune after each row);
+- within an L-BFGS row the loss only falls, so once it is below printed * exp(-best) the row can only
+  end further off, and it stops there (`BoundReached`);
+- `--search-minutes` caps the wall time (Optuna's timeout).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from .config import TransferConfig
+from .io import write_csv
+from .paper import PAPER_ROWS, PaperRow
+from .reproduce import Run, run_one
+
+BLOG_ROWS: tuple[PaperRow, ...] = PAPER_ROWS[1:]
+GRAM_NORMS = ("input frames", "output frames", "none", "keras")
+REDUCTIONS = ("sum", "half sum", "mean")
+PRECISIONS = ("auto", "fp32", "fp64")
+BOUND_MARGIN = 0.02  # bf16 products' loss values are within about 1 %: stop a row only 2 % past the bound
+
+# The space searched: name -> choices, or (low, high) on a log scale. `lr` only with Adam, `reduction`
+# only when the Gram normalisation is not Keras's (which fixes its own).
+SPACE: dict[str, Any] = {
+    "optimizer": ("lbfgs", "adam"),
+    "lr": (1e-3, 1.0),
+    "iterations": (300, 1000, 3000),
+    "init_gain": (0.5, 2.0),
+    "leaky_slope": (0.01, 0.1, 0.2, 0.3),
+    "gram_norm": GRAM_NORMS,
+    "reduction": REDUCTIONS,
+    "filters": (1024, 2048, 4096),
+    "precision": PRECISIONS,
+    "init": ("noise", "content"),
+}
+
+
+def small_space(base: TransferConfig) -> dict[str, Any]:
+    """SPACE with the iterations and filter count pinned to `base`'s (a smoke test's tiny runs)."""
+    return SPACE | {"iterations": (base.iterations,), "filters": (base.filters,)}
+
+
+def loss_scales(gram_norm: str, reduction: str, filters: int, input_frames: int, kernel_width: int
+                ) -> tuple[float, float]:
+    """(content_scale, style_scale) that turn the engine's losses into those of another convention.
+
+    Engine: content = sum (F - C)^2 and style = sum (G - G_s)^2 with G = F F^T / n, F (K filters,
+    T = n - width + 1 frames), n input frames. Gram norms: 'input frames' /n, 'output frames' /T,
+    'none', 'keras' (sum (F F^T - S S^T)^2 / (4 K^2 T^2), the Keras style-transfer example).
+    Reductions: 'sum', 'half sum' (TensorFlow's l2_loss, both terms / 2), 'mean' (over K T and K^2 elements).
+    """
+    n, k = input_frames, filters
+    t = n - kernel_width + 1
+    if gram_norm not in GRAM_NORMS or reduction not in REDUCTIONS:
+        raise ValueError(f"unknown normalisation {gram_norm!r} / {reduction!r}")
+    style = {"input frames": 1.0, "output frames": (n / t) ** 2, "none": float(n) ** 2,
+             "keras": n ** 2 / (4.0 * k ** 2 * t ** 2)}[gram_norm]
+    if gram_norm == "keras":
+        return 1.0, style
+    if reduction == "half sum":
+        return 0.5, style * 0.5
+    if reduction == "mean":
+        return 1.0 / (k * t), style / k ** 2
+    return 1.0, style
+
+
+def joint_error(measured: dict[str, float], rows: tuple[PaperRow, ...] = BLOG_ROWS) -> float:
+    """max over the rows of |log(measured / printed)|; inf when a row is missing or not positive."""
+    errors = [abs(math.log(measured[r.name] / r.paper_loss)) if measured.get(r.name, 0) > 0 else math.inf
+              for r in rows]
+    return max(errors)
+
+
+def off_by_factor(error: float) -> float:
+    """The joint error as the worst row's factor off (up or down): exp(error); 1.1 = 10 % off."""
+    return math.exp(error)
+
+
+def suggest_setup(trial: optuna.Trial, space: dict[str, Any] = SPACE) -> dict[str, Any]:
+    """One setup from `space` (SPACE, possibly narrowed: a one-element tuple fixes a setting)."""
+    setup: dict[str, Any] = {"optimizer": trial.suggest_categorical("optimizer", list(space["optimizer"]))}
+    if setup["optimizer"] == "adam":
+        low, high = space["lr"]
+        setup["lr"] = trial.suggest_float("lr", low, high, log=True)
+    setup["iterations"] = trial.suggest_categorical("iterations", list(space["iterations"]))
+    low, high = space["init_gain"]
+    setup["init_gain"] = trial.suggest_float("init_gain", low, high, log=True)
+    for name in ("leaky_slope", "gram_norm"):
+        setup[name] = trial.suggest_categorical(name, list(space[name]))
+    setup["reduction"] = (trial.suggest_categorical("reduction", list(space["reduction"]))
+                          if setup["gram_norm"] != "keras" else "sum")
+    for name in ("filters", "precision", "init"):
+        setup[name] = trial.suggest_categorical(name, list(space[name]))
+    return setup
+
+
+def row_settings(setup: dict[str, Any], row: PaperRow, base: TransferConfig, input_frames: int) -> dict[str, Any]:
+    """The TransferConfig settings that run `row` under `setup` (normalisation folded into the weights)."""
+    content_scale, style_scale = loss_scales(setup["gram_norm"], setup["reduction"], setup["filters"],
+                                             input_frames, base.kernel_width)
+    settings = {k: v for k, v in setup.items() if k not in ("gram_norm", "reduction")}
+    lr = setup.get("lr", row.lr)  # L-BFGS ignores it; the record keeps the table's
+    return settings | {"activation": row.activation, "alpha": row.alpha * content_scale,
+                       "beta": row.beta * style_scale, "lr": lr}
+
+
+def describe_setup(setup: dict[str, Any]) -> str:
+    """A setup in one line, for the report: 'L-BFGS, 3000 iterations, gain 1.41, ...'."""
+    parts = [("Adam lr " + f"{setup['lr']:.3g}") if setup["optimizer"] == "adam" else "L-BFGS",
+             f"{setup['iterations']} iterations", f"init gain {setup['init_gain']:.3g}",
+             f"leaky slope {setup['leaky_slope']:g}", f"Gram / {setup['gram_norm']}"
+             if setup["gram_norm"] in ("input frames", "output frames") else f"Gram norm {setup['gram_norm']}",
+             f"reduction {setup['reduction']}", f"{setup['filters']} filters", f"precision {setup['precision']}",
+             f"start from {setup['init']}"]
+    return ", ".join(parts)
+
+
+class RowFailed(Exception):
+    """A row of a search trial failed (its reason is in search-runs.csv); the trial is recorded as failed."""
+
+
+class BoundReached(Exception):
+    """An L-BFGS row fell below the loss at which it can no longer beat the best trial."""
+
+
+def lbfgs_bound(printed: float, best_error: float | None):
+    """A progress callback that stops an L-BFGS row once its loss is below printed * exp(-best) (less margin)."""
+    if best_error is None or not math.isfinite(best_error):
+        return None
+    floor = printed * math.exp(-best_error) * (1 - BOUND_MARGIN)
+
+    def check(iteration: int, total: int, loss: float) -> None:
+        if loss < floor:
+            raise BoundReached(f"loss {loss:.4g} below {floor:.4g} at iteration {iteration}")
+
+    return check
+
+
+def _study(out_dir: Path, seed: int) -> optuna.Study:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(out_dir / "search.journal")))
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=10)
+    return optuna.create_study(study_name="blog-setup", storage=storage, sampler=sampler, load_if_exists=True)
+
+
+def _best(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return min(done, key=lambda t: t.value) if done else None
+
+
+def run_search(pair: Any, out_dir: str | Path, base: TransferConfig, trials: int, minutes: float | None,
+               seed: int = 0, space: dict[str, Any] = SPACE, invocation: str = "") -> tuple[optuna.Study, int]:
+    """Run the joint search until `trials` trials exist in out_dir/search.journal (or `minutes` pass);
+    (the study, trials added).
+
+    Every row run is appended to out_dir/search-runs.csv (with its trial number), stopped or not.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = _study(out_dir, seed)
+    csv = out_dir / "search-runs.csv"
+    records = pd.read_csv(csv).to_dict("records") if csv.exists() else []
+    frames = int(pair.content.shape[1])
+    start = time.perf_counter()
+
+    def objective(trial: optuna.Trial) -> float:
+        setup = suggest_setup(trial, space)
+        trial.set_user_attr("setup", describe_setup(setup))
+        best = _best(study)
+        best_error = best.value if best is not None else None
+        measured: dict[str, float] = {}
+        order = sorted(BLOG_ROWS, key=lambda r: -(best.user_attrs.get("errors", {}).get(r.name, 0) if best else 0))
+        for step, row in enumerate(order):
+            run = Run("search", f"trial {trial.number}", row.name, row_settings(setup, row, base, frames), seed,
+                      notes={"trial": trial.number, "gram_norm": setup["gram_norm"], "reduction": setup["reduction"],
+                             "table_alpha": row.alpha, "table_beta": row.beta})
+            check = lbfgs_bound(row.paper_loss, best_error) if setup["optimizer"] == "lbfgs" else None
+            run_start = time.perf_counter()
+            try:
+                record = run_one(run, pair, base, out_dir, invocation, progress=check)
+            except BoundReached as stop:
+                record = {"run_id": run.run_id, "group": "search", "label": run.label, "row": row.name,
+                          "seed": seed, "trial": trial.number, "state": "stopped", "reason": str(stop),
+                          "seconds": time.perf_counter() - run_start, "invocation": invocation}
+            records.append(record)
+            write_csv(csv, pd.DataFrame(records))
+            if record["state"] == "failed":
+                trial.set_user_attr("reason", record["reason"])
+                raise RowFailed(f"{row.name} failed: {record['reason']}")
+            if record["state"] == "stopped":
+                trial.set_user_attr("reason", f"{row.name}: {record['reason']}")
+                raise optuna.TrialPruned(record["reason"])
+            measured[row.name] = record["final_loss"]
+            printed = {r.name: r.paper_loss for r in BLOG_ROWS}
+            trial.set_user_attr("errors", {name: abs(math.log(v / printed[name])) for name, v in measured.items()})
+            worst = _worst(measured)
+            trial.report(worst, step)
+            if best_error is not None and worst >= best_error and step < len(order) - 1:
+                trial.set_user_attr("reason", f"worst error {worst:.3f} after {step + 1} row(s) >= best "
+                                              f"{best_error:.3f}")
+                raise optuna.TrialPruned()
+        return joint_error(measured)
+
+    def progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        best = _best(study)
+        done = len(study.trials)
+        elapsed = time.perf_counter() - start
+        print(f"search trial {trial.number} {trial.state.name} "
+              + (f"error {trial.value:.3f} " if trial.value is not None else "")
+              + f"in {trial.duration.total_seconds() if trial.duration else 0:.0f} s | {done}/{trials}, best "
+              + (f"{best.value:.3f} (#{best.number})" if best else "none")
+              + f", {elapsed / 60:.1f} min", file=sys.stderr, flush=True)
+
+    before = len(study.trials)
+    if trials > before:
+        study.optimize(objective, n_trials=trials - before, timeout=minutes * 60 if minutes else None,
+                       callbacks=[progress], catch=(RowFailed,))
+    return study, len(study.trials) - before
+
+
+def _worst(measured: dict[str, float]) -> float:
+    """The worst |log(measured / printed)| over the rows measured so far (a lower bound on the joint error)."""
+    printed = {r.name: r.paper_loss for r in BLOG_ROWS}
+    return max(abs(math.log(v / printed[name])) for name, v in measured.items())
+
+
+def setup_of(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """The setup a finished trial ran (its parameters; Keras's Gram norm implies the sum reduction)."""
+    return {"reduction": "sum", **trial.params}
+
+
+def finalist_runs(study: optuna.Study, base: TransferConfig, frames: int, top: int = 3, seeds: int = 5) -> list:
+    """The best `top` finished setups, each of the blog's rows over `seeds` seeds (group 'finalists')."""
+    done = sorted(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)), key=lambda t: t.value)
+    runs = []
+    for rank, trial in enumerate(done[:top], 1):
+        setup = setup_of(trial)
+        for row in BLOG_ROWS:
+            runs += [Run("finalists", f"setup {rank} (trial {trial.number})", row.name,
+                         row_settings(setup, row, base, frames), s,
+                         notes={"trial": trial.number, "gram_norm": setup["gram_norm"],
+                                "reduction": setup["reduction"], "setup": describe_setup(setup),
+                                "search_error": trial.value}) for s in range(seeds)]
+    return runs
+
+
+def finalists_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per finalist setup: each row's loss (mean ± std over seeds) against the printed figure, and the
+    joint error per seed (mean ± std: the seed spread), worst relative error, ABNORMAL stops and fallbacks."""
+    from .report import mean_std
+
+    table = []
+    runs = frame[frame["group"] == "finalists"] if "group" in frame else frame.iloc[0:0]
+    if runs.empty:
+        return pd.DataFrame()
+    for label, group in runs.groupby("label", sort=False):
+        ok = group[group["state"] == "ok"]
+        entry: dict[str, Any] = {"setup": label, "settings": group["setup"].iloc[0]}
+        for row in BLOG_ROWS:
+            losses = ok[ok["row"] == row.name]["final_loss"]
+            entry[f"{row.name} (printed {row.paper_loss:g})"] = mean_std(losses, std_digits=2, empty="failed")
+        per_seed = [joint_error(dict(zip(g["row"], g["final_loss"]))) for _, g in ok.groupby("seed")]
+        errors = pd.Series([e for e in per_seed if math.isfinite(e)], dtype=float)
+        entry["joint error"] = mean_std(errors, 3, 2, empty="failed")
+        entry["worst row off by a factor"] = f"{off_by_factor(errors.mean()):.3g}" if len(errors) else "failed"
+        entry["seeds"] = int(ok["seed"].nunique())
+        entry["ABNORMAL stops"] = int(ok["abnormal_stop"].astype(bool).sum()) if "abnormal_stop" in ok else 0
+        entry["float64 fallbacks"] = int(ok["float64_fallback"].astype(bool).sum()) if "float64_fallback" in ok else 0
+        entry["failed"] = int((group["state"] != "ok").sum())
+        entry["_error"] = errors.mean() if len(errors) else math.inf
+        table.append(entry)
+    out = pd.DataFrame(table)
+    return out.sort_values("_error").drop(columns="_error").reset_index(drop=True) if len(out) else out
+
+
+def verdict(frame: pd.DataFrame, study_trials: int, tolerance: float = 0.10) -> str:
+    """One sentence on the blog's table from the finalists' seeds (not from the search's single seed)."""
+    table = finalists_table(frame)
+    if table.empty:
+        return ("The joint search has not run (or no setup finished), so whether one setup reproduces the blog's "
+                "three rows is not checked here.")
+    best = table.iloc[0]
+    factor = float(best["worst row off by a factor"]) if best["worst row off by a factor"] != "failed" else math.inf
+    if factor <= 1 + tolerance:
+        head = f"the blog's table is reproduced within {factor - 1:.0%} under one setup ({best['settings']})"
+    else:
+        head = (f"no setup in this space reproduces the blog's three rows within {tolerance:.0%}; the closest "
+                f"({best['settings']}) has its worst row off by a factor of {factor:.3g} (mean joint error over "
+                f"{best['seeds']} seeds)")
+    return (f"Joint search ({study_trials} trials): {head}; joint error per seed {best['joint error']} "
+            f"(|log(measured / printed)|, worst of the three rows; mean ± std over seeds).")

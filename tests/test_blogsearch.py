@@ -1,0 +1,164 @@
+"""The joint search for the blog's setup and the paper report's honesty, on known numbers (no songs needed)."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pandas as pd
+import pytest
+import torch
+
+from musicstyle.blogsearch import (
+    BLOG_ROWS,
+    GRAM_NORMS,
+    REDUCTIONS,
+    SPACE,
+    BoundReached,
+    finalists_table,
+    joint_error,
+    lbfgs_bound,
+    loss_scales,
+    row_settings,
+    suggest_setup,
+    verdict,
+)
+from musicstyle.config import TransferConfig, make_config
+from musicstyle.losses import gram
+from musicstyle.paper import BASE_ROW, PAPER_ROWS
+from musicstyle.paperreport import differs, rows_table, write_report
+
+
+def test_every_setup_the_space_can_draw_is_a_valid_run_of_each_blog_row():
+    base = TransferConfig()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen: dict[str, set] = {name: set() for name in ("optimizer", "gram_norm", "reduction", "precision", "init")}
+    for _ in range(60):
+        trial = study.ask()
+        setup = suggest_setup(trial)
+        assert ("lr" in setup) == (setup["optimizer"] == "adam")  # the learning rate only where it matters
+        if setup["gram_norm"] == "keras":
+            assert setup["reduction"] == "sum" and "reduction" not in trial.params
+        for row in BLOG_ROWS:
+            config = make_config(base.to_dict() | row_settings(setup, row, base, 430))
+            assert config.activation == row.activation and config.alpha > 0 and config.beta > 0
+        for name in seen:
+            seen[name].add(setup[name])
+        study.tell(trial, 1.0)
+    assert seen["gram_norm"] == set(GRAM_NORMS) and seen["reduction"] == set(REDUCTIONS)
+    assert seen["optimizer"] == set(SPACE["optimizer"]) and seen["precision"] == set(SPACE["precision"])
+
+
+@pytest.mark.parametrize("gram_norm", GRAM_NORMS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_loss_scales_turn_the_engines_losses_into_each_convention(gram_norm, reduction):
+    """Each convention computed from its own formula equals the engine's loss times the scale."""
+    k, n, width = 16, 30, 5
+    t = n - width + 1
+    g = torch.Generator().manual_seed(0)
+    f, c, s = (torch.randn(k, t, generator=g, dtype=torch.float64) for _ in range(3))
+    engine_content = ((f - c) ** 2).sum()
+    engine_style = ((gram(f, n) - gram(s, n)) ** 2).sum()
+    unnormalised = f @ f.T - s @ s.T
+    if gram_norm == "keras":
+        content, style = engine_content, (unnormalised ** 2).sum() / (4 * k ** 2 * t ** 2)
+    else:
+        divisor = {"input frames": n, "output frames": t, "none": 1}[gram_norm]
+        diff_sq = (unnormalised / divisor) ** 2
+        if reduction == "mean":
+            content, style = ((f - c) ** 2).mean(), diff_sq.mean()
+        else:
+            half = 0.5 if reduction == "half sum" else 1.0
+            content, style = half * engine_content, half * diff_sq.sum()
+    content_scale, style_scale = loss_scales(gram_norm, reduction, k, n, width)
+    assert content_scale * engine_content.item() == pytest.approx(content.item(), rel=1e-12)
+    assert style_scale * engine_style.item() == pytest.approx(style.item(), rel=1e-12)
+
+
+def test_row_settings_fold_the_normalisation_into_the_blog_weights():
+    base = TransferConfig()
+    setup = {"optimizer": "lbfgs", "iterations": 300, "init_gain": 1.0, "leaky_slope": 0.3, "gram_norm": "none",
+             "reduction": "half sum", "filters": 4096, "precision": "fp32", "init": "noise"}
+    settings = row_settings(setup, BLOG_ROWS[0], base, 430)
+    assert settings["alpha"] == pytest.approx(1e-3 * 0.5) and settings["beta"] == pytest.approx(10 * 0.5 * 430 ** 2)
+    assert settings["lr"] == BLOG_ROWS[0].lr and "gram_norm" not in settings
+
+
+def test_joint_error_is_the_worst_log_ratio_on_known_numbers():
+    printed = {r.name: r.paper_loss for r in BLOG_ROWS}
+    exact = dict(printed)
+    assert joint_error(exact) == 0
+    off = {name: v * f for (name, v), f in zip(printed.items(), (1.1, 0.5, 1.0))}
+    assert joint_error(off) == pytest.approx(math.log(2))  # half is as far as double
+    assert joint_error({name: v for name, v in list(printed.items())[:2]}) == math.inf  # a row missing
+    assert joint_error(exact | {BLOG_ROWS[0].name: 0.0}) == math.inf
+
+
+def test_lbfgs_bound_stops_a_row_only_once_it_cannot_win():
+    assert lbfgs_bound(100.0, None) is None
+    check = lbfgs_bound(100.0, math.log(2))  # the best trial is a factor 2 off: stop below 50 (less 2 %)
+    check(1, 300, 60.0)
+    check(2, 300, 49.5)  # inside the margin
+    with pytest.raises(BoundReached):
+        check(3, 300, 48.0)
+
+
+def _finalist_frame(factor_by_seed: list[float]) -> pd.DataFrame:
+    records = []
+    for seed, factor in enumerate(factor_by_seed):
+        for row in BLOG_ROWS:
+            records.append({"group": "finalists", "label": "setup 1 (trial 7)", "row": row.name, "seed": seed,
+                            "state": "ok", "final_loss": row.paper_loss * factor, "setup": "L-BFGS, test",
+                            "abnormal_stop": seed == 0, "float64_fallback": False})
+    return pd.DataFrame(records)
+
+
+def test_verdict_reads_the_finalists_seeds():
+    reproduced = verdict(_finalist_frame([1.04, 1.06, 1.05]), 40)
+    assert "reproduced within 5%" in reproduced and "40 trials" in reproduced and "L-BFGS, test" in reproduced
+    missed = verdict(_finalist_frame([2.0, 2.2]), 12)
+    assert "no setup in this space reproduces" in missed and "factor of 2.1" in missed
+    table = finalists_table(_finalist_frame([2.0, 2.2]))
+    assert table.loc[0, "ABNORMAL stops"] == 3 and table.loc[0, "seeds"] == 2  # seed 0's three rows
+    assert "not checked" in verdict(pd.DataFrame({"group": ["rows"], "state": ["ok"]}), 0)
+
+
+def _rows_frame(frames: int) -> pd.DataFrame:
+    records = []
+    for row in PAPER_ROWS:
+        for seed in range(3):
+            records.append({"group": "rows", "label": row.name, "row": row.name, "seed": seed, "state": "ok",
+                            "activation": row.activation, "alpha": row.alpha, "beta": row.beta, "iterations": 40,
+                            "final_loss": row.paper_loss * (1 + 0.01 * seed), "content_loss": 1.0, "style_loss": 1.0,
+                            "style_distance": 0.2, "content_distance": 0.6, "quality_score": 0.4 + 0.001 * seed,
+                            "precision_used": "fp64" if seed == 2 else "fp32", "frames": frames,
+                            "abnormal_stop": row is BASE_ROW and seed < 2, "float64_fallback": seed == 2,
+                            "machine": "test CPU", "device": "cpu", "code_version": "abc", "invocation": "i1",
+                            "seconds": 1.0})
+    return pd.DataFrame(records)
+
+
+def test_abnormal_stops_and_fallbacks_are_counted_per_row():
+    table = rows_table(_rows_frame(60))
+    base = table[table["row"] == BASE_ROW.name].iloc[0]
+    assert base["ABNORMAL stops"] == 2 and base["float64 fallbacks"] == 1 and base["precision used"] == "fp32, fp64"
+    assert (table[table["row"] != BASE_ROW.name]["ABNORMAL stops"].iloc[:3] == 0).all()
+
+
+def test_report_text_follows_the_config_and_the_runs(tmp_path):
+    base = TransferConfig(griffin_lim_iters=7, iterations=40, frames=60, filters=256)
+    baselines = pd.DataFrame([{"baseline": "content copy", "style_distance": 1.0, "content_distance": 0.0,
+                               "quality_score": 0.5}])
+    command = "python -m musicstyle reproduce --test"
+    report = write_report(_rows_frame(60), tmp_path, base, command, baselines).read_text()
+    assert "60 frames" in report and "Griffin-Lim 7 iterations" in report and "256 filters" in report
+    assert "40 iterations" in report and "430" not in report and "Griffin-Lim 500" not in report
+    assert "2 ended with an L-BFGS ABNORMAL" in report and "4 fell back to float64" in report
+    assert "baseline: content copy" in report and "test CPU" in report and "code version abc" in report
+    assert "no measurable difference" in report  # quality scores 0.400-0.402 for every activation
+
+
+def test_differences_within_the_seed_spread_are_not_called_differences():
+    assert not differs(pd.Series([0.40, 0.41, 0.39]), pd.Series([0.402, 0.412, 0.392]))
+    assert differs(pd.Series([0.40, 0.401, 0.399]), pd.Series([0.50, 0.501, 0.499]))
+    assert not differs(pd.Series([0.4]), pd.Series([0.9]))  # one seed: no spread, no claim
