@@ -34,6 +34,7 @@ import optuna
 import pandas as pd
 
 from .config import TransferConfig
+from .errors import ConfigError
 from .io import write_csv
 from .paper import PAPER_ROWS, PaperRow
 from .reproduce import Run, run_one
@@ -186,6 +187,12 @@ def run_search(pair: Any, out_dir: str | Path, base: TransferConfig, trials: int
     out_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = _study(out_dir, seed)
+    recorded = study.user_attrs.get("space")
+    if recorded is None:
+        study.set_user_attr("space", space_text(space))
+    elif recorded != space_text(space):
+        raise ConfigError(f"{out_dir / 'search.journal'}: the search was started over another space ({recorded}); "
+                          "use another --out or the same options")
     csv = out_dir / "search-runs.csv"
     records = pd.read_csv(csv).to_dict("records") if csv.exists() else []
     frames = int(pair.content.shape[1])
@@ -252,33 +259,66 @@ def _worst(measured: dict[str, float]) -> float:
     return max(abs(math.log(v / printed[name])) for name, v in measured.items())
 
 
+def trials_table(study: optuna.Study) -> pd.DataFrame:
+    """One row per search trial: number, state, joint error, worst row off by (factor), setup, why it stopped."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append({"trial": t.number, "state": t.state.name, "joint error": t.value,
+                     "worst row off by a factor": off_by_factor(t.value) if t.value is not None else None,
+                     "setup": t.user_attrs.get("setup", ""), "why stopped": t.user_attrs.get("reason", ""),
+                     "seconds": t.duration.total_seconds() if t.duration else None})
+    return pd.DataFrame(rows)
+
+
+def space_text(space: dict[str, Any]) -> str:
+    """The searched space in one line, for the report."""
+    parts = []
+    for name, values in space.items():
+        if name in ("lr", "init_gain"):
+            parts.append(f"{name} {values[0]:g}-{values[1]:g} (log)" + (" with Adam" if name == "lr" else ""))
+        else:
+            parts.append(f"{name} {{{', '.join(map(str, values))}}}" + (" (not with Keras's Gram norm)"
+                                                                        if name == "reduction" else ""))
+    return "; ".join(parts)
+
+
 def setup_of(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """The setup a finished trial ran (its parameters; Keras's Gram norm implies the sum reduction)."""
     return {"reduction": "sum", **trial.params}
 
 
-def finalist_runs(study: optuna.Study, base: TransferConfig, frames: int, top: int = 3, seeds: int = 5) -> list:
-    """The best `top` finished setups, each of the blog's rows over `seeds` seeds (group 'finalists')."""
+def finalist_runs(study: optuna.Study, base: TransferConfig, frames: int, top: int = 3, seeds: int = 5,
+                  precisions: tuple[str, ...] = ()) -> list:
+    """The best `top` finished setups, each of the blog's rows over `seeds` seeds (group 'finalists'); and
+    the best setup once more (seed 0) in each of `precisions` it did not use (group 'precision check')."""
     done = sorted(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)), key=lambda t: t.value)
     runs = []
-    for rank, trial in enumerate(done[:top], 1):
-        setup = setup_of(trial)
+
+    def add(group: str, label: str, trial: optuna.trial.FrozenTrial, setup: dict[str, Any], seeds: range) -> None:
+        nonlocal runs
         for row in BLOG_ROWS:
-            runs += [Run("finalists", f"setup {rank} (trial {trial.number})", row.name,
-                         row_settings(setup, row, base, frames), s,
+            runs += [Run(group, label, row.name, row_settings(setup, row, base, frames), s,
                          notes={"trial": trial.number, "gram_norm": setup["gram_norm"],
                                 "reduction": setup["reduction"], "setup": describe_setup(setup),
-                                "search_error": trial.value}) for s in range(seeds)]
+                                "search_error": trial.value}) for s in seeds]
+
+    for rank, trial in enumerate(done[:top], 1):
+        add("finalists", f"setup {rank} (trial {trial.number})", trial, setup_of(trial), range(seeds))
+    if done:
+        best = setup_of(done[0])
+        for precision in (p for p in precisions if p != best["precision"]):
+            add("precision check", f"setup 1 (trial {done[0].number}) in {precision}", done[0],
+                best | {"precision": precision}, range(1))
     return runs
 
 
-def finalists_table(frame: pd.DataFrame) -> pd.DataFrame:
+def finalists_table(frame: pd.DataFrame, group: str = "finalists") -> pd.DataFrame:
     """Per finalist setup: each row's loss (mean ± std over seeds) against the printed figure, and the
     joint error per seed (mean ± std: the seed spread), worst relative error, ABNORMAL stops and fallbacks."""
     from .report import mean_std
 
     table = []
-    runs = frame[frame["group"] == "finalists"] if "group" in frame else frame.iloc[0:0]
+    runs = frame[frame["group"] == group] if "group" in frame else frame.iloc[0:0]
     if runs.empty:
         return pd.DataFrame()
     for label, group in runs.groupby("label", sort=False):

@@ -89,7 +89,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from .baselines import score_baselines
-    from .blogsearch import SPACE, finalist_runs, run_search, small_space
+    from .blogsearch import SPACE, finalist_runs, run_search, small_space, trials_table
     from .io import write_csv
     from .listen_paper import LISTEN, listen_runs, write_paper_listening_report
     from .machine import code_version, describe
@@ -128,7 +128,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             write_csv(phases_csv, pd.DataFrame(phases))
 
     plan = plan_runs(args.seeds, args.limit_seeds, args.converged_seeds, quick=args.quick,
-                     converge_iterations=args.converge_iterations)
+                     converge_iterations=args.converge_iterations, limit_activations=tuple(args.limit_activations))
     done = set(pd.read_csv(out_dir / "runs.csv")["run_id"]) if (out_dir / "runs.csv").exists() else set()
     print(f"{len(plan)} runs on the paper's songs (+ a joint search of {args.search} trials), results in {out_dir}",
           file=sys.stderr)
@@ -144,18 +144,21 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.search:
         def search() -> int:
             nonlocal study
-            space = small_space(base) if args.quick else SPACE
+            space = (small_space(base) if args.quick else SPACE) | {"precision": tuple(args.search_precisions)}
             study, added = run_search(pair, out_dir, base, args.search, args.search_minutes, seed=args.search_seed,
                                       space=space, invocation=invocation)
             return added
 
         phase("joint search", search)
-        finalists = finalist_runs(study, base, int(pair.content.shape[1]), seeds=args.finalist_seeds)
+        write_csv(out_dir / "search-trials.csv", trials_table(study))
+        finalists = finalist_runs(study, base, int(pair.content.shape[1]), seeds=args.finalist_seeds,
+                                  precisions=tuple(args.precision_check))
         phase("finalists", lambda: len(run_all(args.paper_dir, out_dir, base, finalists, args.workers, invocation))
               - len([r for r in finalists if r.run_id in done]))
     frame = pd.read_csv(out_dir / "runs.csv")
+    searched = pd.read_csv(out_dir / "search-trials.csv") if (out_dir / "search-trials.csv").exists() else None
     report = write_report(frame, out_dir, base, command, pd.read_csv(out_dir / "baselines.csv"),
-                          pd.DataFrame(phases), search_trials=len(study.trials) if study else 0)
+                          pd.DataFrame(phases), searched, study.user_attrs.get("space", "") if study else "")
     html = write_paper_listening_report(out_dir, frame, base, args.paper_dir)
     print(f"wrote {report}, {html}, {out_dir / 'runs.csv'} and plots")
     return 0
@@ -214,10 +217,19 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--converge-iterations", type=int, default=3000,
                            help="L-BFGS cap of the converged cells; it normally stops on its tolerance first")
     reproduce.add_argument("--limit-seeds", type=int, default=1, help="seeds for each infinite-filter cell")
+    reproduce.add_argument("--limit-activations", type=lambda text: [a for a in text.split(",") if a],
+                           default=["relu", "leaky_relu", "elu", "selu"],
+                           help="activations run with filters inf, comma-separated (default all four; ELU and SELU "
+                                "go through quadrature, several times slower than the closed forms)")
     reproduce.add_argument("--search", type=int, default=0, metavar="N",
                            help="joint search for one setup behind the blog's three rows: N trials in all "
                                 "(resumes OUT/search.journal); 0 skips it")
     reproduce.add_argument("--search-minutes", type=float, help="stop the joint search after this long")
+    reproduce.add_argument("--search-precisions", type=lambda text: text.split(","), default=["auto", "fp32", "fp64"],
+                           help="precisions the search may pick, comma-separated (default auto,fp32,fp64; fp64 is "
+                                "several times slower on a CPU)")
+    reproduce.add_argument("--precision-check", type=lambda text: [p for p in text.split(",") if p], default=["fp32"],
+                           help="precisions the best setup is re-run in (seed 0), comma-separated (default fp32)")
     reproduce.add_argument("--finalist-seeds", type=int, default=5, help="seeds for each of the search's best 3")
     reproduce.add_argument("--search-seed", type=int, default=0,
                            help="the search's sampler seed and its runs' seed (default 0)")

@@ -254,6 +254,25 @@ def plot_ablation(frame: pd.DataFrame, out_dir: Path) -> None:
         save_figure(fig, out_dir / name)
 
 
+def search_section(frame: pd.DataFrame, searched: pd.DataFrame | None, space: str) -> list[str]:
+    """The joint search's part of the report: the space, what became of the trials, the best ones, the finalists."""
+    if searched is None or searched.empty:
+        return ["The joint search was not run (`reproduce --search N`).", ""]
+    states = searched["state"].value_counts()
+    best = searched[searched["state"] == "COMPLETE"].sort_values("joint error").head(8)
+    shown = best[["trial", "joint error", "worst row off by a factor", "setup", "seconds"]].round(3)
+    return [f"Searched together, with the blog's weights fixed (alpha 1e-3, beta 10): {space}.", "",
+            f"{len(searched)} trials: " + ", ".join(f"{n} {s.lower()}" for s, n in states.items())
+            + ". A trial stops once it cannot beat the best one (its worst row so far is already worse, or an "
+            "L-BFGS row has fallen below the bound); every row run is in `search-runs.csv`, every trial in "
+            "`search-trials.csv`. The normalisation is folded into the weights (musicstyle/blogsearch.py).", "",
+            "The best finished trials (one seed each):", "", shown.to_markdown(index=False), "",
+            "The finalists, the best three setups re-run over seeds (the verdict reads these):", "",
+            finalists_table(frame).to_markdown(index=False) or "(not run)", "",
+            "The best setup once more in other precisions (seed 0), to see whether the verdict hangs on precision:",
+            "", finalists_table(frame, "precision check").to_markdown(index=False) or "(not run)", ""]
+
+
 def _setup_line(frame: pd.DataFrame, base: TransferConfig) -> str:
     """What every run shares unless its group says otherwise, read from the config and the rows' records."""
     rows = frame[frame["group"] == "rows"] if "group" in frame else frame
@@ -268,10 +287,11 @@ def _setup_line(frame: pd.DataFrame, base: TransferConfig) -> str:
 
 def write_report(frame: pd.DataFrame, out_dir: str | Path, base: TransferConfig, command: str,
                  baselines: pd.DataFrame | None = None, phases: pd.DataFrame | None = None,
-                 search_trials: int = 0) -> Path:
+                 searched: pd.DataFrame | None = None, space: str = "") -> Path:
     """Write report.md and the plots from the runs in `frame` (and the search's finalists in it)."""
     out_dir = Path(out_dir)
     plot_ablation(frame, out_dir)
+    search_trials = len(searched) if searched is not None else 0
     machines = sorted(frame["machine"].dropna().unique()) if "machine" in frame else []
     versions = sorted(map(str, frame["code_version"].dropna().unique())) if "code_version" in frame else []
     devices = ", ".join(sorted(map(str, frame["device"].dropna().unique()))) if "device" in frame else "?"
@@ -291,9 +311,7 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, base: TransferConfig,
         f"{BLOG_LEAKY.paper_loss:g} = {BASE_ROW.paper_loss / BLOG_LEAKY.paper_loss:.2f}). Baselines: the fair "
         "measures of copying either song, of mixing them, all through the same Griffin-Lim.", "",
         "## One setup for the blog's three rows: the joint search", "",
-        "The finalists (the search's best setups), each re-run over seeds; the weights are the blog's, the "
-        "normalisation is folded into them (musicstyle/blogsearch.py). Search trials and every row they ran: "
-        "`search-runs.csv`.", "", finalists_table(frame).to_markdown(index=False) or "(not run)", "",
+        *search_section(frame, searched, space),
         "## Converged: every cell at the fixed budget and at L-BFGS's own stop", "",
         converged_table(frame).to_markdown(index=False), "",
         "## Activation and weights, separated (mean ± std over seeds)", "",

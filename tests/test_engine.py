@@ -175,6 +175,20 @@ def test_loss_falls(small_pair, optimizer, lr):
     assert len(result.loss_history) >= 1
 
 
+def test_fp64_runs_in_float64_and_agrees_with_fp32(small_pair):
+    """precision fp64 builds the whole problem in float64 (no fallback needed) and lands near fp32."""
+    from musicstyle.limit import summary_notes
+
+    runs = {p: optimize_spectrogram(small_pair.content, small_pair.style, small_config(precision=p, iterations=20))
+            for p in ("fp32", "fp64")}
+    assert not runs["fp64"].float64_fallback
+    assert runs["fp64"].final_loss == pytest.approx(runs["fp32"].final_loss, rel=0.02)
+    assert runs["fp64"].final_loss != runs["fp32"].final_loss  # other arithmetic, not fp32 relabelled
+    assert summary_notes(small_config(precision="fp64"))["precision_used"] == "fp64"
+    assert summary_notes(small_config(precision="fp32"), float64_fallback=True)["precision_used"] == "fp64"
+    assert summary_notes(small_config(precision="fp32"))["precision_used"] == "fp32"
+
+
 def test_same_seed_same_numbers_other_seed_other_numbers(small_pair):
     runs = [optimize_spectrogram(small_pair.content, small_pair.style, small_config(seed=s)) for s in (5, 5, 6)]
     assert runs[0].final_loss == runs[1].final_loss
