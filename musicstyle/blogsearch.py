@@ -298,6 +298,7 @@ def finalist_runs(study: optuna.Study, base: TransferConfig, frames: int, top: i
         nonlocal runs
         for row in BLOG_ROWS:
             runs += [Run(group, label, row.name, row_settings(setup, row, base, frames), s,
+                         keep_audio=group == "finalists" and label.startswith("setup 1 ") and s == 0,
                          notes={"trial": trial.number, "gram_norm": setup["gram_norm"],
                                 "reduction": setup["reduction"], "setup": describe_setup(setup),
                                 "search_error": trial.value}) for s in seeds]

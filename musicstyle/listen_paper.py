@@ -60,7 +60,7 @@ def listen_runs() -> list[Run]:
 def keep_audio(out_dir: Path, run: Run, audio: np.ndarray, spectrogram: np.ndarray, sample_rate_hz: int) -> str:
     """Write a run's output as OGG and its (bins, frames) log-magnitude as .npz; the OGG's path relative
     to `out_dir`."""
-    name = f"{AUDIO}/{_slug(run.row or run.label)}_seed{run.seed}"
+    name = f"{AUDIO}/{_slug(run.row if run.group in ('rows', 'listen') else f'{run.label} {run.row}')}_seed{run.seed}"
     write_ogg(out_dir / f"{name}.ogg", audio, sample_rate_hz)
     with atomic_path(out_dir / f"{name}.npz") as tmp:
         with open(tmp, "wb") as handle:

@@ -93,8 +93,8 @@ def plan_runs(seeds: int, limit_seeds: int = 1, converged_seeds: int = 1, quick:
     for activation, name, settings in cells():  # every cell in the infinite-filter limit (limit.py)
         if activation not in limit_activations:
             continue
-        runs += [Run("limit", f"{activation} @ {name}, filters inf", "", settings | {"filters": math.inf}, s)
-                 for s in range(limit_seeds)]
+        runs += [Run("limit", f"{activation} @ {name}, filters inf", "", settings | {"filters": math.inf}, s,
+                     keep_audio=s == 0) for s in range(limit_seeds)]  # beside the 4096-filter rows' audio
     if quick:  # the four rows once and one cell of each other group: a smoke test of the whole report
         firsts = [next(r for r in runs if r.group == g) for g in ("ablation", "converged", "limit")]
         runs = [r for r in runs if (r.group == "rows" and r.seed == 0) or r in firsts]

@@ -87,11 +87,13 @@ def test_reduced_reproduction_writes_the_report_and_resumes(songs_dir, tmp_path)
         with Image.open(out / png) as image:
             assert image.size[0] > 400 and np.unique(np.asarray(image.convert("L"))).size > 20
     html = (out / "report.html").read_text()  # the listening report: the four rows' audio, seed 0
-    kept = runs[runs["audio"].notna()]
-    assert sorted(kept["row"]) == sorted(r.name for r in PAPER_ROWS) and (kept["seed"] == 0).all()
+    kept = runs[runs["audio"].notna()]  # the rows, the limit cell and the best finalist's three rows, at seed 0
+    assert sorted(kept[kept["group"] == "rows"]["row"]) == sorted(r.name for r in PAPER_ROWS)
+    assert (kept["seed"] == 0).all() and set(kept["group"]) == {"rows", "limit", "finalists"}
+    assert len(kept[kept["group"] == "finalists"]) == 3 and kept["audio"].is_unique
     for audio in kept["audio"]:
         assert (out / audio).read_bytes()[:4] == b"OggS" and f'src="{audio}"' in html
-    assert html.count("<audio") == 3 * len(PAPER_ROWS) and 'src="listen/content.ogg"' in html
+    assert html.count("<audio") == 3 * len(kept) and 'src="listen/content.ogg"' in html
     again = reproduce(out, songs_dir, "--workers", "2", *SEARCH)
     assert again.returncode == 0 and "run 1/" not in again.stderr  # everything was already done
     assert "search trial" not in again.stderr and len(pd.read_csv(out / "phases.csv")) == len(phases)
