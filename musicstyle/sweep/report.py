@@ -73,7 +73,7 @@ def _table(frame: pd.DataFrame, columns: list[str]) -> str:
 
 
 def results_markdown(frame: pd.DataFrame, meta: dict[str, Any], reevaluation: pd.DataFrame | None,
-                     plots: list[str], notes: list[str]) -> str:
+                     plots: list[str], notes: list[str], baselines: list[str] | None = None) -> str:
     """results.md: header, best configurations, the paper's rows, per activation, re-evaluation, plots."""
     objective = meta["objective"]
     params = [c for c in meta.get("params", []) if c in frame]
@@ -98,6 +98,7 @@ def results_markdown(frame: pd.DataFrame, meta: dict[str, Any], reevaluation: pd
                 *truth, "runtime_seconds"]
     lines.append(_table(best, ["trial"] + params + measures + ["paper_row"]) if not best.empty
                  else "No completed trial yet.")
+    lines += ["", *(baselines or [])]
     lines += ["", "## The paper's four rows, measured here", "",
               "The paper's figures are final losses on its two songs at full size (10 s, 300 L-BFGS "
               "iterations); ours are means over this corpus's pairs at the sweep's settings (the same loss "
@@ -204,6 +205,55 @@ def _best_spectrogram_plot(plan: SweepPlan, best: FrozenTrial, path: Path) -> bo
     return True
 
 
+def baseline_table(plan: SweepPlan) -> pd.DataFrame:
+    """The trivial baselines (copy either song, mix them; musicstyle/baselines.py) at the sweep's settings,
+    measured on every pair and averaged: what a trial has to beat. Cached in baselines.csv per study."""
+    from ..audio import load_clip
+    from ..baselines import score_baselines
+    from ..transfer import load_pair
+    from ..truth import reference_for
+    from .objective import pair_config
+
+    path = plan.results_dir / "baselines.csv"
+    if path.exists():
+        return pd.read_csv(path)
+    rows = []
+    for pair in plan.pairs:
+        config = pair_config(plan.settings.base_config(), pair)
+        spectrograms = load_pair(pair.content, pair.style, config)
+        reference = target = None
+        if pair.target is not None:
+            reference = reference_for(pair, config)
+            target = load_clip(pair.target, config.sample_rate_hz, config.offset_seconds, config.clip_seconds)
+        rows += [{"pair": pair.name, **row} for row in score_baselines(spectrograms, config, reference, target)]
+    per_pair = pd.DataFrame(rows)
+    write_csv(plan.results_dir / "baselines-pairs.csv", per_pair)
+    table = per_pair.drop(columns="pair").groupby("baseline", sort=False).mean().reset_index()
+    write_csv(path, table)
+    return table
+
+
+def baseline_lines(frame: pd.DataFrame, baselines: pd.DataFrame, objective: str) -> list[str]:
+    """results.md's baseline section: the table, and whether the best trial beats the best baseline."""
+    measures = [m for m in objective_measures(objective) if m in baselines]
+    columns = ["baseline", *dict.fromkeys([*measures, "quality_score", "style_distance", "content_distance",
+                                           *[k for k in TRUTH_MEASURES if k in baselines]])]
+    lines = ["## Trivial baselines (mean over the pairs, at the sweep's settings)", "",
+             "Copying either song, mixing them, all through the same Griffin-Lim (`musicstyle/baselines.py`;"
+             " the oracle is the target itself through Griffin-Lim, the floor). A setting is only worth reporting"
+             " as better where it beats these.", "", _table(baselines, columns), ""]
+    best = best_rows(frame, objective)
+    if len(measures) == 1 and not best.empty:
+        measure = measures[0]
+        trivial = baselines[baselines["baseline"] != "oracle"]
+        floor = trivial.loc[trivial[measure].idxmin()]
+        value = float(best.iloc[0][measure])
+        verdict = "beats" if value < floor[measure] else "does not beat"
+        lines += [f"The best trial ({measure} {value:.4g}) {verdict} the best trivial baseline, "
+                  f"{floor['baseline']} ({floor[measure]:.4g}).", ""]
+    return lines
+
+
 def write_report(study: optuna.Study, plan: SweepPlan) -> Path:
     """trials.csv, pairs.csv, results.md and the PNG plots under results/<study>/ (atomically).
 
@@ -247,7 +297,12 @@ def write_report(study: optuna.Study, plan: SweepPlan) -> Path:
             "corpus": f"{len(plan.pairs)} pairs ({', '.join(p.name for p in plan.pairs)})",
             **study_machine(study, frame)}
     path = folder / "results.md"
-    text = results_markdown(frame, meta, reevaluation, drawn, notes)
+    try:  # like a plot, the baselines never stop the report
+        baselines = baseline_lines(frame, baseline_table(plan), plan.objective)
+    except Exception as err:
+        baselines = []
+        notes.append(f"baselines skipped: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+    text = results_markdown(frame, meta, reevaluation, drawn, notes, baselines)
     first, rest = text.split("\n", 1)  # quarantined pairs right under the title
     write_text(path, "\n".join([first, "", *quarantine_section(study, len(plan.pairs)), rest.lstrip("\n")]))
     try:  # like a plot, the listening page never stops the report

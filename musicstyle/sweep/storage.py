@@ -181,6 +181,8 @@ def check_same_study(study: optuna.Study, plan: SweepPlan) -> None:
         raise ConfigError(f"study '{plan.study_name}' was created with another corpus "
                           f"({', '.join(p['name'] for p in attrs['corpus'])}): {hint}")
     fixed = plan.settings.base_config().to_dict()
+    if fixed.get("precision") == "auto":  # not resolved here (--report-only): what the study resolved it to
+        fixed["precision"] = attrs.get("fixed", {}).get("precision", "auto")
     changed = sorted(k for k, v in attrs.get("fixed", fixed).items() if fixed.get(k) != v)
     if changed:
         was = ", ".join(f"{k}={attrs['fixed'][k]}" for k in changed)
