@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from musicstyle.io import save_figure, write_csv, write_text  # noqa: E402
 from musicstyle.machine import code_version, describe  # noqa: E402
+from musicstyle.sweep.budget import resolve_sweep_precision  # noqa: E402
 from musicstyle.sweep.cli import build_parser, plan_from_args, prepare  # noqa: E402
 from musicstyle.sweep.storage import enqueue, open_study  # noqa: E402
 from musicstyle.sweep.workers import run_workers  # noqa: E402
@@ -56,6 +57,7 @@ def main() -> int:
     if args.workers:
         sweep_args += ["--workers", str(args.workers)]
     plan = plan_from_args(build_parser().parse_args(sweep_args))
+    resolve_sweep_precision(plan.settings)  # as the sweep does: the study records what runs
     study = prepare(plan)
     if not study.get_trials(deepcopy=False):
         for trial in chosen:
