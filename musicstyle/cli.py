@@ -145,8 +145,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         def search() -> int:
             nonlocal study
             space = (small_space(base) if args.quick else SPACE) | {"precision": tuple(args.search_precisions)}
-            study, added = run_search(pair, out_dir, base, args.search, args.search_minutes, seed=args.search_seed,
-                                      space=space, invocation=invocation)
+            study, added = run_search(pair, out_dir, base, args.search, args.search_minutes or None,
+                                      seed=args.search_seed, space=space, invocation=invocation)
             return added
 
         phase("joint search", search)
@@ -221,10 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
                            default=["relu", "leaky_relu", "elu", "selu"],
                            help="activations run with filters inf, comma-separated (default all four; ELU and SELU "
                                 "go through quadrature, several times slower than the closed forms)")
-    reproduce.add_argument("--search", type=int, default=0, metavar="N",
+    reproduce.add_argument("--search", type=int, default=400, metavar="N",
                            help="joint search for one setup behind the blog's three rows: N trials in all "
-                                "(resumes OUT/search.journal); 0 skips it")
-    reproduce.add_argument("--search-minutes", type=float, help="stop the joint search after this long")
+                                "(resumes OUT/search.journal; default 400); 0 skips it")
+    reproduce.add_argument("--search-minutes", type=float, default=30.0,
+                           help="stop the joint search after this many minutes (default 30; 0 = no limit)")
     reproduce.add_argument("--search-precisions", type=lambda text: text.split(","), default=["auto", "fp32", "fp64"],
                            help="precisions the search may pick, comma-separated (default auto,fp32,fp64; fp64 is "
                                 "several times slower on a CPU)")
