@@ -59,10 +59,10 @@ def describe(device: str = "cpu") -> str:
     return text
 
 
+@functools.cache
 def code_version() -> str:
-    """The git commit of this checkout ('abc1234', '+dirty' when files differ from it), or 'unknown'."""
-    import subprocess
-
+    """The git commit of this checkout ('abc1234', '+dirty' when tracked files differ from it), or 'unknown';
+    read once per process, so a long run keeps the version it started with."""
     root = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
