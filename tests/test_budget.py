@@ -91,8 +91,10 @@ def test_projection_line_names_precision_seconds_and_wall_time():
                         r"at 130 frames "
                         r"\+ Griffin-Lim 30 "
                         r"\+ fair measures, 1 torch thread\(s\) per worker\); 200 trials on 2 worker\(s\): "
-                        r"about 83 min \(before pruning\)", line), line
+                        r"about 83 min with the filter counts drawn equally, up to 2\.5 h if the search settles "
+                        r"on 4096 \(before pruning\)", line), line
     assert projection.wall_seconds == pytest.approx(200 * 50.0 / 2)
+    assert projection.worst_wall_seconds == pytest.approx(200 * 90.0 / 2)
 
 
 def test_default_config_searches_five_settings_with_auto_precision():

@@ -92,6 +92,11 @@ class Projection:
     def wall_seconds(self) -> float:
         return self.trials_left * self.mean_trial_seconds / max(self.workers, 1)
 
+    @property
+    def worst_wall_seconds(self) -> float:
+        """Every trial at the dearest filter count: where TPE goes when more filters score better."""
+        return self.trials_left * max(self.seconds_per_trial.values()) / max(self.workers, 1)
+
     def line(self) -> str:
         """One line: the precision and why, seconds per trial over the filter counts, projected wall time."""
         low, high = min(self.seconds_per_trial.values()), max(self.seconds_per_trial.values())
@@ -102,12 +107,16 @@ class Projection:
                 f"evaluations each) at {self.frames} frames + Griffin-Lim "
                 f"{self.griffin_lim_iters} + fair measures, {self.threads} torch thread(s) per worker); "
                 f"{self.trials_left} trials on {self.workers} worker(s): about {format_duration(self.wall_seconds)} "
-                "(before pruning)")
+                + (f"with the filter counts drawn equally, up to {format_duration(self.worst_wall_seconds)} if the "
+                   f"search settles on {max(self.seconds_per_trial, key=self.seconds_per_trial.get)} "
+                   if len(self.seconds_per_trial) > 1 else "")
+                + "(before pruning)")
 
     def to_dict(self) -> dict[str, Any]:
         return {"precision": self.precision, "reason": self.reason,
                 "seconds_per_trial": {str(k): v for k, v in self.seconds_per_trial.items()},
                 "mean_trial_seconds": self.mean_trial_seconds, "wall_seconds": self.wall_seconds,
+                "worst_wall_seconds": self.worst_wall_seconds,
                 "trials_left": self.trials_left, "workers": self.workers, "threads": self.threads,
                 "parts": self.parts, "line": self.line(), "machine": describe()}
 
