@@ -18,11 +18,13 @@ that reference count (content * 4096, style * 4096^2): the loss a 4096-filter ne
 its seed noise (and without its O(1/N) bias). alpha and beta then mean what they mean at 4096 filters.
 
 Kernels: ReLU the arc-cosine kernel of degree 1 (Cho & Saul 2009), LeakyReLU a sum of two of them,
-linear c. Elsewhere a 2-D quadrature: the outer variable u = sqrt(a) z on each half-line by
-half-range Gauss-Hermite nodes (a Gauss rule for exp(-z^2 / 2) on z > 0, so act's kink at 0 costs
-no accuracy), the inner E[act(v) | u] in closed form
-(ELU, SELU, GELU) or by Gauss-Hermite (tanh, softplus: smooth). Gradients by autograd; each quadrature
-node runs under checkpointing, so memory stays one (T, T) node's worth.
+linear c. Elsewhere (ELU, SELU, GELU, tanh, softplus) Mehler's formula: with rho = c / sqrt(ab),
+k = sum_k A_k B_k rho^k, A_k the normalised Hermite coefficients of act(sqrt(a) Z), computed once per
+frame by the half-range Gauss-Hermite rule (a Gauss rule for exp(-z^2 / 2) on z > 0, so act's kink at
+0 costs no accuracy); per element of a (T, T) kernel that is SERIES_TERMS multiply-adds (Horner in
+rho). `quadrature_kernel` (a 2-D quadrature: outer nodes on each half-line, the inner E[act(v) | u] in
+closed form or by Gauss-Hermite) is kept as an independent reference for the tests; it is tens of
+times slower and, at large variances, less accurate for tanh. Gradients by autograd.
 
 Patch inner products never form the patches: P_x P_y^T[t, t'] = sum_{j < width} (X^T Y)[t + j, t' + j],
 one frames x frames product and `width` shifted sums. Max pooling has no such closed form (config.py
@@ -48,6 +50,8 @@ INNER_NODES = {"tanh": 24, "softplus": 12}  # Gauss-Hermite nodes of the inner e
 BLOCK_FRAMES = 1024  # style rows per block: above this the (T, T) kernels are never held whole
 SELU_SCALE, SELU_ALPHA = 1.0507009873554805, 1.6732632423543772
 CLOSED_FORMS = ("relu", "leaky_relu", "linear")
+SERIES_TERMS = 24  # Mehler terms of the other activations' kernels (tests pin them against the quadrature)
+SERIES_NODES = 40  # half-line nodes per side for their Hermite coefficients
 TINY = 1e-30
 
 LOSS_SCALE_NOTE = (f"filters inf: content = {LIMIT_REFERENCE_FILTERS} * lim content_N / N, style = "
@@ -215,6 +219,47 @@ def quadrature_kernel(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, activat
     return total
 
 
+@functools.cache
+def _series_nodes() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Half-line nodes on both sides, their weights, and the normalised Hermite polynomials there:
+    (2 * SERIES_NODES,), (2 * SERIES_NODES,), (2 * SERIES_NODES, SERIES_TERMS)."""
+    t, w = (np.asarray(v) for v in half_line_nodes(SERIES_NODES))
+    z, weights = np.concatenate([t, -t]), np.concatenate([w, w])
+    h = np.zeros((z.size, SERIES_TERMS))
+    h[:, 0] = 1.0
+    if SERIES_TERMS > 1:
+        h[:, 1] = z
+    for k in range(1, SERIES_TERMS - 1):  # h_{k+1} = (z h_k - sqrt(k) h_{k-1}) / sqrt(k + 1): He_k / sqrt(k!)
+        h[:, k + 1] = (z * h[:, k] - math.sqrt(k) * h[:, k - 1]) / math.sqrt(k + 1)
+    return z, weights, h
+
+
+def series_coefficients(scale: torch.Tensor, activation: str) -> torch.Tensor:
+    """act(s Z)'s normalised Hermite coefficients E[act(s Z) He_k(Z)] / sqrt(k!), k < SERIES_TERMS:
+    (*scale.shape, SERIES_TERMS). By the half-line rule, so act's kink at 0 costs no accuracy."""
+    z, weights, h = (torch.as_tensor(v, dtype=scale.dtype, device=scale.device) for v in _series_nodes())
+    values = activate(scale.unsqueeze(-1) * z, activation)  # (*scale.shape, nodes)
+    return (values * weights) @ h
+
+
+def series_kernel(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, activation: str) -> torch.Tensor:
+    """E[act(u) act(v)], (u, v) ~ N(0, [[a, c], [c, b]]), by Mehler's formula: sum_k A_k B_k rho^k, with
+    A_k, B_k the Hermite coefficients of act(sqrt(a) Z), act(sqrt(b) Z) and rho = c / sqrt(ab).
+
+    Elementwise over broadcast a, b, c; the coefficients cost a's and b's own sizes, so give them as
+    (rows, 1) and (1, cols) for a (rows, cols) c. Differentiable; rho is clamped to [-1, 1] in value only
+    (its gradient passes), as it reaches 1 +- round-off on a diagonal.
+    """
+    a, b = a.clamp_min(TINY), b.clamp_min(TINY)
+    coef_a, coef_b = series_coefficients(torch.sqrt(a), activation), series_coefficients(torch.sqrt(b), activation)
+    rho = c * torch.rsqrt(a * b)
+    rho = rho - (rho - rho.clamp(-1.0, 1.0)).detach()
+    total = coef_a[..., SERIES_TERMS - 1] * coef_b[..., SERIES_TERMS - 1]
+    for k in range(SERIES_TERMS - 2, -1, -1):  # Horner in rho
+        total = total * rho + coef_a[..., k] * coef_b[..., k]
+    return total
+
+
 def kernel(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, activation: str, leaky_slope: float = 0.3
            ) -> torch.Tensor:
     """k = E[act(u) act(v)] for a = var u, b = var v, c = cov(u, v), elementwise (broadcast)."""
@@ -225,7 +270,7 @@ def kernel(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, activation: str, l
         return (1 + s * s) * arccos_kernel(a, b, c) - 2 * s * arccos_kernel(a, b, -c)
     if activation == "linear":
         return c
-    return quadrature_kernel(a, b, c, activation)
+    return series_kernel(a, b, c, activation)
 
 
 @dataclass
@@ -279,13 +324,8 @@ class LimitProblem:
         return kxx_sq - 2.0 * kxs.square().sum()
 
     def _self_sum(self, row_norms: torch.Tensor, norms: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
-        """sum K(x, x)^2 over a (rows, T) block; a whole square block by quadrature evaluates the kernel on its
-        upper triangle only (k is symmetric), halving the quadrature's work."""
-        if self.config.activation in CLOSED_FORMS or cross.shape[0] != cross.shape[1]:
-            return self.kernel(row_norms[:, None], norms[None, :], cross).square().sum()
-        i, j = torch.triu_indices(*cross.shape, offset=1, device=cross.device)
-        off = self.kernel(norms[i], norms[j], cross[i, j]).square().sum()
-        return 2.0 * off + self.kernel(norms, norms, cross.diagonal()).square().sum()
+        """sum K(x, x)^2 over a (rows, T) block."""
+        return self.kernel(row_norms[:, None], norms[None, :], cross).square().sum()
 
     def loss_parts(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(weighted total, content, style), 0-d float64, of a (bins, frames) spectrogram, scaled as limit.py says."""

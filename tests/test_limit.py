@@ -59,6 +59,29 @@ def test_quadrature_is_converged(activation, monkeypatch):
     assert (default - fine).abs().max() <= 1e-3 * fine.abs().max()
 
 
+@pytest.mark.parametrize("activation", ["elu", "selu", "gelu", "tanh", "softplus"])
+def test_series_kernel_matches_the_quadrature(activation):
+    """Mehler's series (what runs) against the 2-D quadrature with many nodes, rho = +-1 included."""
+    a, b, _, c = covariances(300, seed=3)
+    reference = limit.quadrature_kernel(a, b, c, activation, nodes=24)
+    assert (limit.series_kernel(a, b, c, activation) - reference).abs().max() <= 1e-3 * reference.abs().max()
+    rows, cols = a[:7, None], b[None, :9]  # broadcast as the losses use it: coefficients per frame
+    cross = torch.rand(7, 9, dtype=torch.float64) * torch.sqrt(rows * cols)
+    assert torch.allclose(limit.series_kernel(rows, cols, cross, activation),
+                          limit.quadrature_kernel(rows, cols, cross, activation, nodes=24), atol=1e-3, rtol=1e-3)
+
+
+def test_series_kernel_matches_monte_carlo_at_large_variance():
+    """tanh at variances 7 and 9.6, where the quadrature's inner rule is 8 % off: the series is not."""
+    a, b, rho = (torch.tensor([v], dtype=torch.float64) for v in (7.1026, 9.6225, 0.1380))
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(2, 2_000_000, dtype=torch.float64, generator=g)
+    u, v = a.sqrt() * z1, b.sqrt() * (rho * z1 + torch.sqrt(1 - rho * rho) * z2)
+    products = torch.tanh(u) * torch.tanh(v)
+    mc, se = products.mean(), products.std() / math.sqrt(products.numel())
+    assert abs(float(limit.series_kernel(a, b, rho * torch.sqrt(a * b), "tanh")) - float(mc)) <= 5 * float(se)
+
+
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "elu", "gelu", "tanh"])
 def test_kernel_gradients(activation):
     a, b, _, c = covariances(5, seed=4)

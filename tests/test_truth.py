@@ -148,7 +148,16 @@ def test_truth_sweep_end_to_end(tmp_path: Path) -> None:
     assert np.allclose(trials["objective_truth_score"], trials["truth_score"])
     pairs = pd.read_csv(tmp_path / "truth" / "pairs.csv")
     assert pairs["target"].notna().all() and pairs["truth_score"].between(-1, 10).all()
-    assert "truth_score" in (tmp_path / "truth" / "results.md").read_text()
+    results = (tmp_path / "truth" / "results.md").read_text()
+    assert "truth_score" in results
+    baselines = pd.read_csv(tmp_path / "truth" / "baselines.csv")  # what a trial has to beat, beside it
+    assert {"content copy", "style copy", "magnitude mix", "oracle"} <= set(baselines["baseline"])
+    assert baselines.set_index("baseline").loc["oracle", "truth_score"] == pytest.approx(0, abs=1e-9)
+    assert (baselines.set_index("baseline").drop(index="oracle")["truth_score"] > 0).all()
+    best = trials["truth_score"].min()
+    floor = baselines[baselines["baseline"] != "oracle"].sort_values("truth_score").iloc[0]
+    verdict = "beats" if best < floor["truth_score"] else "does not beat"
+    assert "## Trivial baselines" in results and f"{verdict} the best trivial baseline, {floor['baseline']}" in results
 
 
 def test_truth_objective_needs_targets(tmp_path: Path) -> None:
