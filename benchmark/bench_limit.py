@@ -26,7 +26,7 @@ from musicstyle.config import make_config
 from musicstyle.limit import BLOCK_FRAMES, build_limit_problem
 from musicstyle.optimize import build_problem
 
-LIMIT_ACTIVATIONS = ("relu", "leaky_relu", "linear", "elu", "gelu", "tanh")
+LIMIT_ACTIVATIONS = ("relu", "leaky_relu", "linear", "elu", "selu", "gelu", "tanh")
 
 
 def isa_note() -> str:
