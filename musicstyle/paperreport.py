@@ -260,10 +260,13 @@ def search_section(frame: pd.DataFrame, searched: pd.DataFrame | None, space: st
         return ["The joint search was not run (`reproduce --search N`).", ""]
     states = searched["state"].value_counts()
     best = searched[searched["state"] == "COMPLETE"].sort_values("joint error").head(8)
-    shown = best[["trial", "joint error", "worst row off by a factor", "setup", "seconds"]].round(3)
+    shown = best[[c for c in ("trial", "reading", "joint error", "worst row off by a factor", "setup", "seconds")
+                  if c in best]].round(3)
     return [f"Searched together, with the blog's weights fixed (alpha 1e-3, beta 10): {space}.", "",
             f"{len(searched)} trials: " + ", ".join(f"{n} {s.lower()}" for s, n in states.items())
-            + ". A trial stops once it cannot beat the best one (its worst row so far is already worse, or an "
+            + ". The search starts from the readings tried before (`reading`: the table as printed, the same "
+            "converged, a Keras-like setup), then TPE. A trial stops once it cannot beat "
+            "the best one (its worst row so far is already worse, or an "
             "L-BFGS row has fallen below the bound); every row run is in `search-runs.csv`, every trial in "
             "`search-trials.csv`. The normalisation is folded into the weights (musicstyle/blogsearch.py).", "",
             "The best finished trials (one seed each):", "", shown.to_markdown(index=False), "",

@@ -12,6 +12,7 @@ import torch
 from musicstyle.blogsearch import (
     BLOG_ROWS,
     GRAM_NORMS,
+    KNOWN_READINGS,
     REDUCTIONS,
     SPACE,
     BoundReached,
@@ -47,6 +48,19 @@ def test_every_setup_the_space_can_draw_is_a_valid_run_of_each_blog_row():
         study.tell(trial, 1.0)
     assert seen["gram_norm"] == set(GRAM_NORMS) and seen["reduction"] == set(REDUCTIONS)
     assert seen["optimizer"] == set(SPACE["optimizer"]) and seen["precision"] == set(SPACE["precision"])
+
+
+def test_the_known_readings_lie_in_the_space_and_replay_exactly():
+    """The readings queued first are points of SPACE, and a trial asked with one suggests exactly it."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for params in KNOWN_READINGS.values():
+        for name, value in params.items():
+            bounds = SPACE[name]
+            assert (bounds[0] <= value <= bounds[1]) if name in ("lr", "init_gain") else value in bounds, name
+        study.enqueue_trial(params)
+        setup = suggest_setup(study.ask())
+        assert {k: setup[k] for k in params} == params
+    assert KNOWN_READINGS["Keras-like"]["gram_norm"] == "keras" and "reduction" not in KNOWN_READINGS["Keras-like"]
 
 
 @pytest.mark.parametrize("gram_norm", GRAM_NORMS)
