@@ -37,7 +37,7 @@ from .config import TransferConfig
 from .errors import ConfigError
 from .io import write_csv
 from .paper import PAPER_ROWS, PaperRow
-from .reproduce import Run, run_one
+from .reproduce import Run, run_one, same_run
 
 BLOG_ROWS: tuple[PaperRow, ...] = PAPER_ROWS[1:]
 GRAM_NORMS = ("input frames", "output frames", "none", "keras")
@@ -210,6 +210,7 @@ def run_search(pair: Any, out_dir: str | Path, base: TransferConfig, trials: int
                           "use another --out or the same options")
     csv = out_dir / "search-runs.csv"
     records = pd.read_csv(csv).to_dict("records") if csv.exists() else []
+    earlier = pd.read_csv(out_dir / "runs.csv") if (out_dir / "runs.csv").exists() else pd.DataFrame()
     frames = int(pair.content.shape[1])
     start = time.perf_counter()
 
@@ -227,7 +228,10 @@ def run_search(pair: Any, out_dir: str | Path, base: TransferConfig, trials: int
             check = lbfgs_bound(row.paper_loss, best_error) if setup["optimizer"] == "lbfgs" else None
             run_start = time.perf_counter()
             try:
-                record = run_one(run, pair, base, out_dir, invocation, progress=check)
+                same = same_run(earlier, base.replace(**run.settings, seed=seed), frames)
+                record = (same | {"run_id": run.run_id, "group": "search", "label": run.label, **run.notes,
+                                  "reused_from": same["run_id"]} if same is not None
+                          else run_one(run, pair, base, out_dir, invocation, progress=check))
             except BoundReached as stop:
                 record = {"run_id": run.run_id, "group": "search", "label": run.label, "row": row.name,
                           "seed": seed, "trial": trial.number, "state": "stopped", "reason": str(stop),

@@ -140,6 +140,23 @@ def run_one(run: Run, pair, base: TransferConfig, out_dir: Path, invocation: str
     return record | summary | {"state": "ok", "reason": "", "seconds": time.perf_counter() - start}
 
 
+def same_run(runs: pd.DataFrame, config: TransferConfig, frames: int | None = None) -> dict[str, Any] | None:
+    """A finished run of the comparison (runs.csv) with exactly this config and seed, to reuse rather than
+    repeat (a reading such as 'as printed' is a row the comparison has run). L-BFGS ignores `lr`."""
+    if runs.empty or "state" not in runs:
+        return None
+    ok = runs[(runs["state"] == "ok") & (runs["seed"] == config.seed)]
+    if frames is not None:
+        ok = ok[ok["frames"] == frames]
+    for name in RECORDED:
+        if name == "lr" and config.optimizer == "lbfgs":
+            continue
+        value = getattr(config, name)
+        close = (ok[name] - value).abs() <= 1e-12 * abs(value) if isinstance(value, float) else ok[name] == value
+        ok = ok[close]
+    return ok.iloc[0].to_dict() if len(ok) else None
+
+
 _worker_pair = None  # each worker process loads the pair once
 
 
@@ -169,6 +186,16 @@ def run_all(paper_dir: str | Path, out_dir: str | Path, base: TransferConfig, ru
     todo = [r for r in runs if r.run_id not in finished]
     todo.sort(key=lambda r: -r.settings.get("iterations", base.iterations))  # longest first packs workers best
     records = done.to_dict("records") if len(done) else []
+    for run in list(todo):  # a run the folder has made already under another name (same config and seed)
+        same = same_run(done, base.replace(**run.settings, seed=run.seed))
+        if same is not None and not run.keep_audio:
+            records.append(same | {"run_id": run.run_id, "group": run.group, "label": run.label, "row": run.row,
+                                   **run.notes, "reused_from": same["run_id"]})
+            todo.remove(run)
+    if len(records) > len(done):
+        write_csv(csv, pd.DataFrame(records))
+        print(f"{len(records) - len(done)} run(s) reused: made before under another name (reused_from)",
+              file=sys.stderr, flush=True)
     start = time.perf_counter()
 
     def record_done(index: int, run: Run, record: dict[str, Any]) -> None:

@@ -176,3 +176,18 @@ def test_differences_within_the_seed_spread_are_not_called_differences():
     assert not differs(pd.Series([0.40, 0.41, 0.39]), pd.Series([0.402, 0.412, 0.392]))
     assert differs(pd.Series([0.40, 0.401, 0.399]), pd.Series([0.50, 0.501, 0.499]))
     assert not differs(pd.Series([0.4]), pd.Series([0.9]))  # one seed: no spread, no claim
+
+
+def test_a_run_made_before_is_found_by_its_config_and_seed():
+    from musicstyle.reproduce import RECORDED, same_run
+
+    config = TransferConfig(activation="elu", alpha=1e-3, beta=10.0, iterations=300, lr=1e-2)
+    record = {"run_id": "rows|blog ELU|blog ELU|seed0", "state": "ok", "seed": 0, "frames": 430,
+              **{k: getattr(config, k) for k in RECORDED}}
+    runs = pd.DataFrame([record, record | {"run_id": "failed one", "state": "failed", "seed": 1}])
+    assert same_run(runs, config.replace(seed=0), 430)["run_id"] == record["run_id"]
+    assert same_run(runs, config.replace(seed=0, lr=0.5), 430) is not None  # L-BFGS ignores the learning rate
+    assert same_run(runs, config.replace(seed=0, optimizer="adam"), 430) is None
+    assert same_run(runs, config.replace(seed=1), 430) is None  # only finished runs count
+    assert same_run(runs, config.replace(seed=0, init_gain=1.0), 430) is None
+    assert same_run(runs, config.replace(seed=0), 60) is None
