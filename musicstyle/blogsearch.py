@@ -177,6 +177,11 @@ def lbfgs_bound(printed: float, best_error: float | None):
     return check
 
 
+def open_search(out_dir: str | Path, seed: int = 0) -> optuna.Study | None:
+    """The search study in out_dir/search.journal, or None where no search ran."""
+    return _study(Path(out_dir), seed) if (Path(out_dir) / "search.journal").exists() else None
+
+
 def _study(out_dir: Path, seed: int) -> optuna.Study:
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend

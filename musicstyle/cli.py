@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .config import FIELDS, TransferConfig, make_config
 from .errors import ConfigError, MusicStyleError
@@ -89,12 +90,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from .baselines import score_baselines
-    from .blogsearch import SPACE, finalist_runs, run_search, small_space, trials_table
+    from .blogsearch import SPACE, finalist_runs, open_search, run_search, small_space, trials_table
     from .io import write_csv
     from .listen_paper import LISTEN, listen_runs, write_paper_listening_report
     from .machine import code_version, describe
     from .paper import PAPER_SONGS_ENV, paper_song_paths, paper_songs_dir
-    from .paperreport import write_report
     from .reproduce import invocation_id, plan_runs, run_all
     from .transfer import load_pair
 
@@ -124,9 +124,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         if count:
             phases.append({"phase": name, "runs or trials": count, "wall minutes": (time.perf_counter() - start) / 60,
                            "workers": args.workers, "machine": describe(base.device), "code_version": code_version(),
-                           "invocation": invocation})
+                           "invocation": invocation, "command": command})
             write_csv(phases_csv, pd.DataFrame(phases))
 
+    if args.report_only:
+        return _paper_report(args, base, out_dir, command, pd.DataFrame(phases), open_search(out_dir, args.search_seed))
     plan = plan_runs(args.seeds, args.limit_seeds, args.converged_seeds, quick=args.quick,
                      converge_iterations=args.converge_iterations, limit_activations=tuple(args.limit_activations))
     done = set(pd.read_csv(out_dir / "runs.csv")["run_id"]) if (out_dir / "runs.csv").exists() else set()
@@ -155,10 +157,24 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                                   precisions=tuple(args.precision_check))
         phase("finalists", lambda: len(run_all(args.paper_dir, out_dir, base, finalists, args.workers, invocation))
               - len([r for r in finalists if r.run_id in done]))
+    return _paper_report(args, base, out_dir, command, pd.DataFrame(phases), study)
+
+
+def _paper_report(args: argparse.Namespace, base: TransferConfig, out_dir: Path, command: str, phases: Any,
+                  study: Any) -> int:
+    """report.md, report.html and the plots from what out_dir holds."""
+    import pandas as pd
+
+    from .listen_paper import write_paper_listening_report
+    from .paperreport import write_report
+
+    if not (out_dir / "runs.csv").exists():
+        raise ConfigError(f"{out_dir / 'runs.csv'}: no runs to report on (run `reproduce` first)")
     frame = pd.read_csv(out_dir / "runs.csv")
     searched = pd.read_csv(out_dir / "search-trials.csv") if (out_dir / "search-trials.csv").exists() else None
-    report = write_report(frame, out_dir, base, command, pd.read_csv(out_dir / "baselines.csv"),
-                          pd.DataFrame(phases), searched, study.user_attrs.get("space", "") if study else "")
+    baselines = pd.read_csv(out_dir / "baselines.csv") if (out_dir / "baselines.csv").exists() else None
+    report = write_report(frame, out_dir, base, command, baselines, phases, searched,
+                          study.user_attrs.get("space", "") if study else "")
     html = write_paper_listening_report(out_dir, frame, base, args.paper_dir)
     print(f"wrote {report}, {html}, {out_dir / 'runs.csv'} and plots")
     return 0
@@ -235,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--search-seed", type=int, default=0,
                            help="the search's sampler seed and its runs' seed (default 0)")
     reproduce.add_argument("--quick", action="store_true", help="one run of each kind (a smoke test)")
+    reproduce.add_argument("--report-only", action="store_true",
+                           help="write report.md and report.html from OUT's runs, running nothing")
     reproduce.add_argument("--listen", action="store_true",
                            help="only run the paper's rows once (seed 0) keeping their audio, in OUT/listen/, "
                                 "and write OUT/report.html")

@@ -98,6 +98,13 @@ def test_reduced_reproduction_writes_the_report_and_resumes(songs_dir, tmp_path)
     assert again.returncode == 0 and "run 1/" not in again.stderr  # everything was already done
     assert "search trial" not in again.stderr and len(pd.read_csv(out / "phases.csv")) == len(phases)
     assert len(pd.read_csv(out / "runs.csv")) == len(runs)
+    (out / "report.md").unlink()
+    rebuilt = subprocess.run([sys.executable, "-m", "musicstyle", "reproduce", "--paper-dir", str(songs_dir),
+                              "--out", str(out), "--report-only", *REDUCED[1:]], capture_output=True, text=True,
+                             cwd=REPO, timeout=600)
+    assert rebuilt.returncode == 0 and "run 1/" not in rebuilt.stderr, rebuilt.stderr
+    text = (out / "report.md").read_text()
+    assert "## Verdict" in text and "Runs made by: `python -m musicstyle reproduce" in text and "--search 3" in text
 
 
 def test_listen_keeps_the_rows_audio_apart_with_limit_players(songs_dir, tmp_path):
