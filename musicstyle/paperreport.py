@@ -280,13 +280,15 @@ def search_section(frame: pd.DataFrame, searched: pd.DataFrame | None, space: st
 
 
 def _commands(phases: pd.DataFrame | None) -> str:
-    """The commands that made the runs, from phases.csv (one per invocation), each in backticks."""
-    if phases is None or phases.empty or "command" not in phases:
+    """The commands that made the runs, from phases.csv (one per invocation), each in backticks; the
+    invocation ids of phases recorded before phases.csv kept commands."""
+    if phases is None or phases.empty:
         return "not recorded"
-    commands = [c for c in dict.fromkeys(phases["command"].tolist()) if isinstance(c, str)]
-    missing = phases["command"].isna().sum() if "command" in phases else 0
-    return "; ".join(f"`{c}`" for c in commands) + (f" (and {missing} phase(s) from before commands were recorded)"
-                                                     if missing else "")
+    commands = phases["command"] if "command" in phases else pd.Series([None] * len(phases))
+    known = [f"`{c}`" for c in dict.fromkeys(commands.tolist()) if isinstance(c, str)]
+    unknown = sorted(set(phases.loc[commands.isna().to_numpy(), "invocation"].astype(str)))
+    return "; ".join(known + ([f"invocation(s) {', '.join(unknown)} (command not recorded in phases.csv)"]
+                              if unknown else []))
 
 
 def _setup_line(frame: pd.DataFrame, base: TransferConfig) -> str:
