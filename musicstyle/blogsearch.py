@@ -234,8 +234,8 @@ def run_search(pair: Any, out_dir: str | Path, base: TransferConfig, trials: int
             run_start = time.perf_counter()
             try:
                 same = same_run(earlier, base.replace(**run.settings, seed=seed), frames)
-                record = (same | {"run_id": run.run_id, "group": "search", "label": run.label, **run.notes,
-                                  "reused_from": same["run_id"]} if same is not None
+                record = (same | {"run_id": run.run_id, "group": "search", "label": run.label, "row": row.name,
+                                  **run.notes, "reused_from": same["run_id"]} if same is not None
                           else run_one(run, pair, base, out_dir, invocation, progress=check))
             except BoundReached as stop:
                 record = {"run_id": run.run_id, "group": "search", "label": run.label, "row": row.name,
