@@ -270,11 +270,11 @@ def run_search(pair: Any, out_dir: str | Path, base: TransferConfig, trials: int
               + (f"{best.value:.3f} (#{best.number})" if best else "none")
               + f", {elapsed / 60:.1f} min", file=sys.stderr, flush=True)
 
+    before = len(study.trials)
     if not study.trials:  # a new study: the known readings first (those the space holds)
         for name, params in KNOWN_READINGS.items():
             if all(params[k] in space[k] for k in ("iterations", "filters", "precision")):
                 study.enqueue_trial(params, user_attrs={"reading": name})
-    before = len(study.trials)
     if trials > before:
         study.optimize(objective, n_trials=trials - before, timeout=minutes * 60 if minutes else None,
                        callbacks=[progress], catch=(RowFailed,))
@@ -382,7 +382,8 @@ def verdict(frame: pd.DataFrame, study_trials: int, tolerance: float = 0.10) -> 
     if factor <= 1 + tolerance:
         head = f"the blog's table is reproduced within {factor - 1:.0%} under one setup ({best['settings']})"
     else:
-        head = (f"no setup in this space reproduces the blog's three rows within {tolerance:.0%}; the closest "
+        head = (f"none of the {study_trials} setups tried reproduces the blog's three rows within {tolerance:.0%} "
+                f"(fewer trials than the space needs to say that none of it does); the closest "
                 f"({best['settings']}) has its worst row off by a factor of {factor:.3g} (mean joint error over "
                 f"{best['seeds']} seeds)")
     return (f"Joint search ({study_trials} trials): {head}; joint error per seed {best['joint error']} "

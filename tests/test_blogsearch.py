@@ -131,7 +131,7 @@ def test_verdict_reads_the_finalists_seeds():
     reproduced = verdict(_finalist_frame([1.04, 1.06, 1.05]), 40)
     assert "reproduced within 5%" in reproduced and "40 trials" in reproduced and "L-BFGS, test" in reproduced
     missed = verdict(_finalist_frame([2.0, 2.2]), 12)
-    assert "no setup in this space reproduces" in missed and "factor of 2.1" in missed
+    assert "none of the 12 setups tried reproduces" in missed and "factor of 2.1" in missed
     table = finalists_table(_finalist_frame([2.0, 2.2]))
     assert table.loc[0, "ABNORMAL stops"] == 3 and table.loc[0, "seeds"] == 2  # seed 0's three rows
     assert "not checked" in verdict(pd.DataFrame({"group": ["rows"], "state": ["ok"]}), 0)
