@@ -25,19 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_step import (  # noqa: E402
-    REPO,
-    anchored,
-    floor_products,
-    machine,
-    make_config,
-    paper_pair,
-    project_step,
-    start_spectrogram,
-    synthetic_pair,
-    table,
-    without_fused_passes,
-)
+from bench_step import REPO, anchored, floor_products, make_config, project_step, without_fused_passes  # noqa: E402
+from common import machine, paper_pair, start_spectrogram, synthetic_pair, table  # noqa: E402
 
 from musicstyle.io import write_text  # noqa: E402
 from musicstyle.optimize import (  # noqa: E402

@@ -70,7 +70,7 @@ def finite_step(content: torch.Tensor, style: torch.Tensor):
 
 def base_rows(rounds: int, activations: tuple[str, ...]) -> list[list[str]]:
     """Median ms of each step and the floor at the base shapes, with speed-ups against the 4096 step."""
-    from bench_step import interleaved_times, start_spectrogram, synthetic_pair
+    from common import interleaved_times, start_spectrogram, synthetic_pair
 
     device = torch.device("cpu")
     content, style = synthetic_pair(1025, 430, device)
@@ -91,7 +91,7 @@ def base_rows(rounds: int, activations: tuple[str, ...]) -> list[list[str]]:
 
 def run_case(case: str, rounds: int) -> dict[str, float]:
     """One 'method,frames' case in this fresh process: median ms and peak RSS (MB) above the start."""
-    from bench_step import interleaved, peak_rss_mb, start_spectrogram, synthetic_pair
+    from common import interleaved, peak_rss_mb, start_spectrogram, synthetic_pair
 
     method, frames = case.split(",")
     base = peak_rss_mb()

@@ -17,7 +17,8 @@ as in a run), and a row's cost against its floor is the median of the per-round 
   input gradient), at the same shapes and precision;
 - Gram crossover: the fused style loss and gradient, frames x frames identity against filters x filters;
 - scaling with clip length and filter count, with peak memory (one subprocess per case);
-- Griffin-Lim: librosa's against the torch version on the same magnitude, with spectral convergence;
+- Griffin-Lim: librosa's against the torch version on the same magnitude, with spectral convergence
+  (bench_run.py, as the whole run; common.py holds the timing helpers and inputs all benchmarks share);
 - the whole base-paper run (L-BFGS-B 300 iterations + Griffin-Lim 500) the straightforward way and
   the project's way, with final losses (bf16 against fp32; with --filters-mode-run also the Gram over
   filters against the frames identity, a float32 precision check).
@@ -29,7 +30,6 @@ import argparse
 import importlib.util
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -38,16 +38,28 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmark"))
 
 import numpy as np  # noqa: E402
-import scipy.optimize  # noqa: E402
 import torch  # noqa: E402
+from bench_run import bench_whole_run, griffin_lim_section  # noqa: E402
+from common import (  # noqa: E402
+    interleaved,
+    interleaved_times,
+    machine,
+    peak_rss_mb,
+    relative,
+    start_spectrogram,
+    synchronize,
+    synthetic_pair,
+    table,
+    with_threads,
+)
 
 from musicstyle import fused, optimize  # noqa: E402
-from musicstyle.config import INIT_NOISE_STD, TransferConfig, make_config  # noqa: E402
+from musicstyle.config import make_config  # noqa: E402
 from musicstyle.io import write_text  # noqa: E402
 from musicstyle.losses import StyleTarget, style_distance_sq, style_target  # noqa: E402
-from musicstyle.machine import describe  # noqa: E402
 from musicstyle.network import (  # noqa: E402
     ConvMatrices,
     bf16_supported,
@@ -61,14 +73,10 @@ from musicstyle.optimize import (  # noqa: E402
     Problem,
     _next_anchor,
     build_problem,
-    clear_problem_cache,
     exact_anchor,
     keep_freed_memory,
-    optimize_spectrogram,
     uses_anchor,
 )
-from musicstyle.paper import PAPER_ROWS  # noqa: E402
-from musicstyle.reconstruct import griffin_lim, griffin_lim_librosa  # noqa: E402
 from musicstyle.reference import StraightStep  # noqa: E402
 
 HAVE_LIBROSA = importlib.util.find_spec("librosa") is not None  # audio sections need it (GPU boxes may lack it)
@@ -130,46 +138,6 @@ def floor_products(filters: torch.Tensor, spec: torch.Tensor, dtype: torch.dtype
     return run
 
 
-# --- timing -------------------------------------------------------------------------------------
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def interleaved_times(fns: dict[str, Callable[[], object]], rounds: int, device: torch.device
-                      ) -> dict[str, np.ndarray]:
-    """Seconds of each function in each round, run round-robin `rounds` times after one warm-up each."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():
-        fn()
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            synchronize(device)
-            start = time.perf_counter()
-            fn()
-            synchronize(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: np.array(t) for name, t in times.items()}
-
-
-def interleaved(fns: dict[str, Callable[[], object]], rounds: int, device: torch.device) -> dict[str, float]:
-    """Median seconds of each function, run round-robin `rounds` times after one warm-up each."""
-    return {name: float(np.median(t)) for name, t in interleaved_times(fns, rounds, device).items()}
-
-
-def with_threads(threads: int, fn: Callable[[], object]) -> Callable[[], object]:
-    def run() -> object:
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            return fn()
-        finally:
-            torch.set_num_threads(before)
-
-    return run
-
-
 def without_fused_passes(fn: Callable[[], object]) -> Callable[[], object]:
     """`fn` with fused.py's compiled passes off: the bf16 step through autograd, op by op."""
     def run() -> object:
@@ -192,43 +160,7 @@ def warm_fused_passes(device: torch.device) -> None:
     project_step(anchored(build_problem(content, style, config), content * 0.9))(content)
 
 
-# --- inputs ----------------------------------------------------------------------------------------
-
-def synthetic_pair(bins: int, frames: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two log-magnitude-like spectrograms (bins, frames): log1p of |complex Gaussian| scaled by a slope."""
-    rng = np.random.default_rng(seed)
-    slope = 30.0 / np.arange(1, bins + 1)[:, None] ** 0.5
-    make = lambda: np.log1p(np.abs(rng.standard_normal((bins, frames)) * slope)).astype(np.float32)  # noqa: E731
-    return torch.as_tensor(make(), device=device), torch.as_tensor(make(), device=device)
-
-
-def start_spectrogram(content: torch.Tensor) -> torch.Tensor:
-    """The point the step tables evaluate at: the optimiser's usual start (noise around 0.5), seeded, like `content`."""
-    noise = np.random.default_rng(1).standard_normal(tuple(content.shape)) * INIT_NOISE_STD
-    return torch.as_tensor(noise + 0.5, dtype=torch.float32, device=content.device)
-
-
-def paper_pair(config: TransferConfig) -> tuple[np.ndarray, np.ndarray, str]:
-    """The paper's songs' (bins, config.frames) log-magnitudes where $MUSICSTYLE_PAPER_SONGS has them, else a
-    synthetic pair."""
-    from musicstyle.paper import paper_songs_dir
-
-    folder = paper_songs_dir()
-    content, style = (folder / "imperial.mp3", folder / "usa.mp3") if folder else (Path("-"), Path("-"))
-    if content.exists() and style.exists():
-        from musicstyle.transfer import load_pair
-
-        pair = load_pair(content, style, config)
-        return pair.content, pair.style, f"paper songs (imperial / usa, {pair.content.shape[1]} frames)"
-    c, s = synthetic_pair(config.n_bins, config.frames or 430, torch.device("cpu"))
-    return c.numpy(), s.numpy(), "synthetic spectrograms (paper songs absent)"
-
-
 # --- sections -------------------------------------------------------------------------------------
-
-def relative(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30))
-
 
 def bench_steps(device: torch.device, rounds: int, bf16: bool) -> tuple[list[list[str]], dict[str, float]]:
     """The step table at the base shapes (1025 bins x 430 frames, 4096 filters, width 11)."""
@@ -323,18 +255,6 @@ def bench_crossover(device: torch.device, rounds: int, filters: int, frame_list:
     return rows
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (MB): VmHWM, which, unlike ru_maxrss, a fork + exec does not
-    inherit from the (large) parent."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def run_case(case: str, device: torch.device, steps: int) -> dict[str, float]:
     """One scaling case in this (fresh) process: 'method,frames,filters' -> median ms and peak memory."""
     method, frames, filters = case.split(",")
@@ -377,117 +297,6 @@ def bench_scaling(device: torch.device, steps: int, cases: list[tuple[int, int]]
         rows.append(row)
         print("  scaling", row, flush=True)
     return rows
-
-
-def bench_griffin_lim(device: torch.device, log_mag: np.ndarray, iters: int, rounds: int,
-                      config: TransferConfig) -> tuple[list[list[str]], dict[str, float]]:
-    """librosa's Griffin-Lim against the torch one on the same magnitude (bins, frames)."""
-    from musicstyle.metrics import spectral_convergence
-    from musicstyle.spectrogram import magnitude_from_log
-
-    magnitude = magnitude_from_log(log_mag)
-    n_fft, hop = config.n_fft, config.hop
-    fns = {"librosa (CPU)": lambda: griffin_lim_librosa(magnitude, n_fft, hop, iters, seed=0),
-           f"torch ({device.type})": lambda: griffin_lim(magnitude, n_fft, hop, iters, seed=0, device=device)}
-    med = interleaved(fns, rounds, device)
-    rows = []
-    for name, fn in fns.items():
-        audio = fn()
-        sc = spectral_convergence(audio, magnitude, n_fft, hop)
-        rows.append([name, str(iters), f"{med[name]:.2f}", f"{med['librosa (CPU)'] / med[name]:.2f}x", f"{sc:.4f}"])
-    return rows, med
-
-
-def straightforward_run(content: np.ndarray, style: np.ndarray, config: TransferConfig, device: torch.device
-                        ) -> tuple[float, float, int]:
-    """The straightforward port end to end: scipy L-BFGS-B on StraightStep, then librosa's Griffin-Lim.
-
-    Returns (seconds, final loss, evaluations).
-    """
-    from musicstyle.spectrogram import magnitude_from_log
-
-    start = time.perf_counter()
-    c, s = (torch.as_tensor(a, dtype=torch.float32, device=device) for a in (content, style))
-    step = StraightStep(c, s, config)
-    x0 = np.random.default_rng((config.seed, 2)).standard_normal(content.shape) * INIT_NOISE_STD
-    evaluations = 0
-
-    def fun(flat: np.ndarray) -> tuple[float, np.ndarray]:
-        nonlocal evaluations
-        evaluations += 1
-        value, grad = step(torch.as_tensor(flat.reshape(content.shape), dtype=torch.float32, device=device))
-        return value, grad.double().cpu().numpy().ravel()
-
-    result = scipy.optimize.minimize(fun, x0.ravel(), jac=True, method="L-BFGS-B",
-                                     options={"maxiter": config.iterations, "maxcor": 10})
-    magnitude = magnitude_from_log(result.x.reshape(content.shape).astype(np.float32))
-    griffin_lim_librosa(magnitude, config.n_fft, config.hop, config.griffin_lim_iters, config.seed)
-    return time.perf_counter() - start, float(result.fun), evaluations
-
-
-def project_run(content: np.ndarray, style: np.ndarray, config: TransferConfig, device: torch.device
-                ) -> tuple[float, float, int, bool]:
-    """The project's way end to end (cold: filters and targets built inside): optimise, Griffin-Lim."""
-    from musicstyle.spectrogram import magnitude_from_log
-
-    clear_problem_cache()
-    start = time.perf_counter()
-    result = optimize_spectrogram(content, style, config, device=device)
-    griffin_lim(magnitude_from_log(result.spectrogram), config.n_fft, config.hop, config.griffin_lim_iters,
-                config.seed, device=device)
-    synchronize(device)
-    return time.perf_counter() - start, result.final_loss, result.evaluations, result.float64_fallback
-
-
-def bench_whole_run(device: torch.device, iterations: int, gl_iters: int, bf16: bool, filters_mode: bool
-                    ) -> list[list[str]]:
-    config = make_config({"device": device.type, "iterations": iterations, "griffin_lim_iters": gl_iters})
-    content, style, source = paper_pair(config)
-    print(f"  whole run on {source}", flush=True)
-    seconds, loss, evals = straightforward_run(content, style, config, device)
-    rows = [["straightforward fp32 (conv1d, Gram over filters, autograd; librosa Griffin-Lim)",
-             f"{seconds:.1f}", "1.00x", f"{loss:.2f}", "-", str(evals)]]
-    print("  ", rows[-1], flush=True)
-    blog = config.replace(**PAPER_ROWS[1].settings)  # the blog's LeakyReLU row: style-heavy, bf16's hard case
-    variants = [("project fp32 (auto: frames identity)", config)]
-    if filters_mode:
-        variants.append(("project fp32, Gram over filters", config.replace(gram_mode="filters")))
-    if bf16:
-        variants.append(("project bf16", config.replace(precision="bf16")))
-        variants += [(f"project fp32, {PAPER_ROWS[1].name} settings", blog),
-                     (f"project bf16, {PAPER_ROWS[1].name} settings", blog.replace(precision="bf16"))]
-    fp32_loss = {}
-    for name, variant in variants:
-        t, final, evaluations, fallback = project_run(content, style, variant, device)
-        settings = variant.replace(precision="fp32", gram_mode="auto")
-        reference = fp32_loss.setdefault(settings, final)
-        diff = f"{(final - reference) / reference * 100:+.2f} %"
-        rows.append([name + (" (float64 fallback)" if fallback else ""), f"{t:.1f}",
-                     f"{seconds / t:.2f}x" if settings == config else "-", f"{final:.2f}", diff, str(evaluations)])
-        print("  ", rows[-1], flush=True)
-    return rows
-
-
-def griffin_lim_section(device: torch.device, quick: bool) -> str:
-    print("Griffin-Lim ...", flush=True)
-    config = make_config({"device": device.type})
-    content, _, source = paper_pair(config)
-    gl_iters = 50 if quick else 500
-    rows, _ = bench_griffin_lim(device, content, gl_iters, 2 if quick else 3, config)
-    return f"## Griffin-Lim on the same magnitude ({source})\n\n" + table(
-        ["implementation", "iterations", "median s", "speed-up", "spectral convergence"], rows)
-
-
-# --- report ----------------------------------------------------------------------------------------
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def machine(device: torch.device) -> str:
-    return f"{describe(str(device))}, load average at start {os.getloadavg()[0]:.1f}"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -32,7 +32,8 @@ sys.path.insert(0, str(REPO / "benchmark"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from bench_step import anchored, machine, start_spectrogram, synchronize, synthetic_pair, table  # noqa: E402
+from bench_step import anchored  # noqa: E402
+from common import machine, start_spectrogram, synchronize, synthetic_pair, table  # noqa: E402
 
 from musicstyle import fused  # noqa: E402
 from musicstyle.config import make_config  # noqa: E402

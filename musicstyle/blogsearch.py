@@ -105,11 +105,16 @@ def loss_scales(gram_norm: str, reduction: str, filters: int, input_frames: int,
     return 1.0, style
 
 
+def row_errors(measured: dict[str, float], rows: tuple[PaperRow, ...] = BLOG_ROWS) -> dict[str, float]:
+    """|log(measured / printed)| of each row measured so far (inf for a loss that is not positive)."""
+    return {r.name: abs(math.log(measured[r.name] / r.paper_loss)) if measured[r.name] > 0 else math.inf
+            for r in rows if r.name in measured}
+
+
 def joint_error(measured: dict[str, float], rows: tuple[PaperRow, ...] = BLOG_ROWS) -> float:
     """max over the rows of |log(measured / printed)|; inf when a row is missing or not positive."""
-    errors = [abs(math.log(measured[r.name] / r.paper_loss)) if measured.get(r.name, 0) > 0 else math.inf
-              for r in rows]
-    return max(errors)
+    errors = row_errors(measured, rows)
+    return max(errors.values()) if len(errors) == len(rows) else math.inf
 
 
 def off_by_factor(error: float) -> float:
@@ -250,9 +255,9 @@ def run_search(pair: Any, out_dir: str | Path, base: TransferConfig, trials: int
                 trial.set_user_attr("reason", f"{row.name}: {record['reason']}")
                 raise optuna.TrialPruned(record["reason"])
             measured[row.name] = record["final_loss"]
-            printed = {r.name: r.paper_loss for r in BLOG_ROWS}
-            trial.set_user_attr("errors", {name: abs(math.log(v / printed[name])) for name, v in measured.items()})
-            worst = _worst(measured)
+            errors = row_errors(measured)
+            trial.set_user_attr("errors", errors)
+            worst = max(errors.values())  # the rows so far: a lower bound on the joint error
             trial.report(worst, step)
             if best_error is not None and worst >= best_error and step < len(order) - 1:
                 trial.set_user_attr("reason", f"worst error {worst:.3f} after {step + 1} row(s) >= best "
@@ -279,12 +284,6 @@ def run_search(pair: Any, out_dir: str | Path, base: TransferConfig, trials: int
         study.optimize(objective, n_trials=trials - before, timeout=minutes * 60 if minutes else None,
                        callbacks=[progress], catch=(RowFailed,))
     return study, len(study.trials) - before
-
-
-def _worst(measured: dict[str, float]) -> float:
-    """The worst |log(measured / printed)| over the rows measured so far (a lower bound on the joint error)."""
-    printed = {r.name: r.paper_loss for r in BLOG_ROWS}
-    return max(abs(math.log(v / printed[name])) for name, v in measured.items())
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:

@@ -310,6 +310,7 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, base: TransferConfig,
     out_dir = Path(out_dir)
     plot_ablation(frame, out_dir)
     search_trials = len(searched) if searched is not None else 0
+    stated = claims(frame, search_trials)  # the verdict opens with the first of them
     machines = sorted(frame["machine"].dropna().unique()) if "machine" in frame else []
     versions = sorted(map(str, frame["code_version"].dropna().unique())) if "code_version" in frame else []
     devices = ", ".join(sorted(map(str, frame["device"].dropna().unique()))) if "device" in frame else "?"
@@ -317,14 +318,14 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, base: TransferConfig,
     failed = int((frame["state"] != "ok").sum())
     lines = [
         "# Reproducing the paper's comparison (559 vs 81.79)", "",
-        "## Verdict", "", " ".join(claims(frame, search_trials)[:len(PAPER_ROWS) + 1]), "",
+        "## Verdict", "", " ".join(stated[:len(PAPER_ROWS) + 1]), "",
         f"Runs made by: {_commands(phases)}; this report written by `{command}` on {describe()}. "
         f"Runs made on: {'; '.join(machines) or '?'}; "
         f"device {devices}; code version {', '.join(versions) or '?'}; {invocations} invocation(s). "
         f"{len(frame)} runs, {failed} failed, {_count(_ok(frame), 'abnormal_stop')} ended with an L-BFGS ABNORMAL "
         f"line-search stop, {_count(_ok(frame), 'float64_fallback')} fell back to float64.", "",
         _setup_line(frame, base), "",
-        "## What reproduces", "", *[f"- {line}" for line in claims(frame, search_trials)], "",
+        "## What reproduces", "", *[f"- {line}" for line in stated], "",
         "## The table's four rows as printed", "", rows_table(frame, baselines).to_markdown(index=False), "",
         f"The ratio columns compare each row with the base row (paper: {BASE_ROW.paper_loss:g} / "
         f"{BLOG_LEAKY.paper_loss:g} = {BASE_ROW.paper_loss / BLOG_LEAKY.paper_loss:.2f}). Baselines: the fair "

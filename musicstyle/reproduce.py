@@ -207,7 +207,9 @@ def run_all(paper_dir: str | Path, out_dir: str | Path, base: TransferConfig, ru
               f"{record['state']} loss {loss:.4g} in {record['seconds']:.0f} s; "
               f"{eta(index, len(todo), elapsed / index)}", file=sys.stderr, flush=True)
 
-    if workers <= 1 or len(todo) <= 1:
+    if not todo:
+        pass  # everything is recorded already: the songs are not even decoded
+    elif workers <= 1 or len(todo) == 1:
         pair = load_pair(*paper_song_paths(paper_dir), base)
         for index, run in enumerate(todo, 1):
             record_done(index, run, run_one(run, pair, base, out_dir, invocation))

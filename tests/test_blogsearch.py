@@ -191,3 +191,19 @@ def test_a_run_made_before_is_found_by_its_config_and_seed():
     assert same_run(runs, config.replace(seed=1), 430) is None  # only finished runs count
     assert same_run(runs, config.replace(seed=0, init_gain=1.0), 430) is None
     assert same_run(runs, config.replace(seed=0), 60) is None
+
+
+def test_run_all_takes_a_run_made_under_another_name_without_running_or_decoding(tmp_path):
+    from musicstyle.reproduce import RECORDED, Run, run_all
+
+    base = TransferConfig()
+    config = base.replace(activation="elu", alpha=1e-3, beta=10.0, lr=1e-2)
+    made = {"run_id": "rows|blog ELU|blog ELU|seed0", "group": "rows", "label": "blog ELU", "row": "blog ELU",
+            "seed": 0, "state": "ok", "frames": 430, "final_loss": 287.5, **{k: getattr(config, k) for k in RECORDED}}
+    pd.DataFrame([made]).to_csv(tmp_path / "runs.csv", index=False)
+    run = Run("finalists", "setup 1 (trial 0)", "blog ELU", {"activation": "elu", "alpha": 1e-3, "beta": 10.0}, 0,
+              notes={"trial": 0})
+    frame = run_all(tmp_path / "no songs here", tmp_path, base, [run])  # decoding songs would fail: none exist
+    assert len(frame) == 1 and frame.iloc[0]["reused_from"] == made["run_id"]
+    assert frame.iloc[0]["group"] == "finalists" and frame.iloc[0]["final_loss"] == 287.5
+    assert len(pd.read_csv(tmp_path / "runs.csv")) == 2  # recorded under its new name too

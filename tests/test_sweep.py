@@ -205,3 +205,17 @@ def test_cached_evaluation_spaces_match_fresh_ones(tmp_path):
         assert space.frames == fresh.frames
         assert torch.allclose(space.content_features, fresh.content_features)
         assert torch.allclose(space.style_features, fresh.style_features)
+
+
+def test_report_only_reads_a_study_whose_auto_precision_was_resolved(tmp_path, corpus):
+    """The sweep resolves `precision: auto` once and records what ran; --report-only, which resolves
+    nothing, must take the study as it is rather than refuse it as 'other fixed settings'."""
+    config = tiny_config(tmp_path, corpus, trials=1)
+    results = tmp_path / "results"
+    auto = ["--set", "fixed.precision=auto"]
+    assert main(["--config", str(config), "--results", str(results), "--quiet", *auto]) == 0
+    recorded = load(results, "tiny").user_attrs["fixed"]["precision"]
+    assert recorded in ("fp32", "bf16")
+    (results / "tiny" / "results.md").unlink()
+    assert main(["--config", str(config), "--results", str(results), "--report-only", "--quiet", *auto]) == 0
+    assert f"Precision used: {recorded}" in (results / "tiny" / "results.md").read_text()
