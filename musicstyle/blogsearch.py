@@ -20,6 +20,12 @@ Budget (multi-fidelity that never throws away a setup that could still win):
 - within an L-BFGS row the loss only falls, so once it is below printed * exp(-best) the row can only
   end further off, and it stops there (`BoundReached`);
 - `--search-minutes` caps the wall time (Optuna's timeout).
+
+And one heuristic screen, which *can* discard a winner (so its stops are labelled 'screened'): at
+SCREEN_ITERATION a row's loss L is known; its final loss has so far always fallen within
+[L * r_low, L * r_high], r the final / L ratios of the search's finished rows with the same optimiser
+and iteration budget, widened by SCREEN_SLACK (a wide prior, PRIOR_RATIOS, until SCREEN_MIN_ROWS such
+rows exist). A row whose whole predicted range lies outside printed * exp(+-best) stops there.
 """
 
 from __future__ import annotations
@@ -44,6 +50,10 @@ GRAM_NORMS = ("input frames", "output frames", "none", "keras")
 REDUCTIONS = ("sum", "half sum", "mean")
 PRECISIONS = ("auto", "fp32", "fp64")
 BOUND_MARGIN = 0.02  # bf16 products' loss values are within about 1 %: stop a row only 2 % past the bound
+SCREEN_ITERATION = 100  # the heuristic screen looks at a row's loss here (rows of more iterations only)
+SCREEN_MIN_ROWS = 3  # finished rows of the same optimiser and budget before their ratios replace the prior
+SCREEN_SLACK = 2.0  # the observed final / screen-loss ratios, widened by this factor each way
+PRIOR_RATIOS = {"lbfgs": (0.01, 1.0), "adam": (0.01, 2.0)}  # final / screen loss, before any is observed
 
 # The space searched: name -> choices, or (low, high) on a log scale. `lr` only with Adam, `reduction`
 # only when the Gram normalisation is not Keras's (which fixes its own).
@@ -182,6 +192,49 @@ def lbfgs_bound(printed: float, best_error: float | None):
     return check
 
 
+class Screened(Exception):
+    """The heuristic screen stopped a row: its predicted final loss cannot come within the best's error."""
+
+
+def screen_ratios(records: list[dict[str, Any]], optimizer: str, iterations: int) -> tuple[float, float]:
+    """(low, high) bounds on final loss / loss at SCREEN_ITERATION for a row of this optimiser and budget:
+    the range over the search's finished such rows, widened by SCREEN_SLACK; PRIOR_RATIOS until there
+    are SCREEN_MIN_ROWS of them."""
+    ratios = [r["final_loss"] / r["loss_at_screen"] for r in records
+              if r.get("state") == "ok" and r.get("optimizer") == optimizer and r.get("iterations") == iterations
+              and _positive(r.get("loss_at_screen")) and _positive(r.get("final_loss"))]
+    if len(ratios) < SCREEN_MIN_ROWS:
+        return PRIOR_RATIOS[optimizer]
+    return min(ratios) / SCREEN_SLACK, max(ratios) * SCREEN_SLACK
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+class RowWatch:
+    """The progress callback of one search row: records its loss at SCREEN_ITERATION, screens it there
+    (heuristic: `ratios` = screen_ratios(...)), and applies the L-BFGS bound (sound) at every iteration."""
+
+    def __init__(self, printed: float, best_error: float | None, optimizer: str, ratios: tuple[float, float]):
+        self.printed, self.best_error, self.ratios = printed, best_error, ratios
+        self.bound = lbfgs_bound(printed, best_error) if optimizer == "lbfgs" else None
+        self.loss_at_screen: float | None = None
+
+    def __call__(self, iteration: int, total: int, loss: float) -> None:
+        if iteration == SCREEN_ITERATION and total > SCREEN_ITERATION:
+            self.loss_at_screen = loss
+            if self.best_error is not None and math.isfinite(self.best_error):
+                low, high = loss * self.ratios[0], loss * self.ratios[1]
+                lowest, highest = self.printed * math.exp(-self.best_error), self.printed * math.exp(self.best_error)
+                if low > highest or high < lowest:
+                    raise Screened(f"screened at iteration {iteration}: loss {loss:.4g} predicts a final "
+                                   f"{low:.4g}-{high:.4g} (ratios {self.ratios[0]:.3g}-{self.ratios[1]:.3g}), "
+                                   f"outside {lowest:.4g}-{highest:.4g}")
+        if self.bound is not None:
+            self.bound(iteration, total, loss)
+
+
 def open_search(out_dir: str | Path, seed: int = 0) -> optuna.Study | None:
     """The search study in out_dir/search.journal, or None where no search ran."""
     return _study(Path(out_dir), seed) if (Path(out_dir) / "search.journal").exists() else None
@@ -235,23 +288,27 @@ def run_search(pair: Any, out_dir: str | Path, base: TransferConfig, trials: int
             run = Run("search", f"trial {trial.number}", row.name, row_settings(setup, row, base, frames), seed,
                       notes={"trial": trial.number, "gram_norm": setup["gram_norm"], "reduction": setup["reduction"],
                              "table_alpha": row.alpha, "table_beta": row.beta})
-            check = lbfgs_bound(row.paper_loss, best_error) if setup["optimizer"] == "lbfgs" else None
+            watch = RowWatch(row.paper_loss, best_error, setup["optimizer"],
+                             screen_ratios(records, setup["optimizer"], setup["iterations"]))
             run_start = time.perf_counter()
             try:
                 same = same_run(earlier, base.replace(**run.settings, seed=seed), frames)
                 record = (same | {"run_id": run.run_id, "group": "search", "label": run.label, "row": row.name,
                                   **run.notes, "reused_from": same["run_id"]} if same is not None
-                          else run_one(run, pair, base, out_dir, invocation, progress=check))
-            except BoundReached as stop:
+                          else run_one(run, pair, base, out_dir, invocation, progress=watch))
+            except (BoundReached, Screened) as stop:
                 record = {"run_id": run.run_id, "group": "search", "label": run.label, "row": row.name,
-                          "seed": seed, "trial": trial.number, "state": "stopped", "reason": str(stop),
+                          "seed": seed, "trial": trial.number, "optimizer": setup["optimizer"],
+                          "iterations": setup["iterations"],
+                          "state": "screened" if isinstance(stop, Screened) else "stopped", "reason": str(stop),
                           "seconds": time.perf_counter() - run_start, "invocation": invocation}
+            record["loss_at_screen"] = watch.loss_at_screen
             records.append(record)
             write_csv(csv, pd.DataFrame(records))
             if record["state"] == "failed":
                 trial.set_user_attr("reason", record["reason"])
                 raise RowFailed(f"{row.name} failed: {record['reason']}")
-            if record["state"] == "stopped":
+            if record["state"] in ("stopped", "screened"):
                 trial.set_user_attr("reason", f"{row.name}: {record['reason']}")
                 raise optuna.TrialPruned(record["reason"])
             measured[row.name] = record["final_loss"]

@@ -270,13 +270,25 @@ def search_section(frame: pd.DataFrame, searched: pd.DataFrame | None, space: st
             + ". The search starts from the readings tried before (`reading`: the table as printed, the same "
             "converged, a Keras-like setup), then TPE. A trial stops once it cannot beat "
             "the best one (its worst row so far is already worse, or an "
-            "L-BFGS row has fallen below the bound); every row run is in `search-runs.csv`, every trial in "
+            "L-BFGS row has fallen below the bound). "
+            + _screen_line(searched) + " Every row run is in `search-runs.csv`, every trial in "
             "`search-trials.csv`. The normalisation is folded into the weights (musicstyle/blogsearch.py).", "",
             "The best finished trials (one seed each):", "", shown.to_markdown(index=False), "",
             "The finalists, the best three setups re-run over seeds (the verdict reads these):", "",
             finalists_table(frame).to_markdown(index=False) or "(not run)", "",
             "The best setup once more in other precisions (seed 0), to see whether the verdict hangs on precision:",
             "", finalists_table(frame, "precision check").to_markdown(index=False) or "(not run)", ""]
+
+
+def _screen_line(searched: pd.DataFrame) -> str:
+    """How many trials the heuristic screen stopped (it can discard a winner, the other stops cannot)."""
+    from .blogsearch import SCREEN_ITERATION
+
+    why = searched["why stopped"].fillna("").astype(str) if "why stopped" in searched else pd.Series([], dtype=str)
+    screened = int(why.str.contains("screened at iteration").sum())
+    return (f"{screened} trial(s) were stopped by the heuristic screen at iteration {SCREEN_ITERATION} (a row whose "
+            "final loss, predicted from the ratios final / loss there of the search's finished rows, could not come "
+            "within the best trial's error; unlike the bounds, this can discard a setup that would have won).")
 
 
 def _commands(phases: pd.DataFrame | None) -> str:

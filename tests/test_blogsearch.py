@@ -13,14 +13,20 @@ from musicstyle.blogsearch import (
     BLOG_ROWS,
     GRAM_NORMS,
     KNOWN_READINGS,
+    PRIOR_RATIOS,
     REDUCTIONS,
+    SCREEN_ITERATION,
+    SCREEN_SLACK,
     SPACE,
     BoundReached,
+    RowWatch,
+    Screened,
     finalists_table,
     joint_error,
     lbfgs_bound,
     loss_scales,
     row_settings,
+    screen_ratios,
     suggest_setup,
     verdict,
 )
@@ -115,6 +121,36 @@ def test_lbfgs_bound_stops_a_row_only_once_it_cannot_win():
     check(2, 300, 49.5)  # inside the margin
     with pytest.raises(BoundReached):
         check(3, 300, 48.0)
+
+
+def test_screen_ratios_come_from_finished_rows_of_the_same_optimiser_and_budget():
+    assert screen_ratios([], "lbfgs", 3000) == PRIOR_RATIOS["lbfgs"]
+    rows = [{"state": "ok", "optimizer": "lbfgs", "iterations": 3000, "loss_at_screen": 100.0, "final_loss": f}
+            for f in (40.0, 50.0, 80.0)]
+    others = [{"state": "ok", "optimizer": "adam", "iterations": 3000, "loss_at_screen": 100.0, "final_loss": 1.0},
+              {"state": "ok", "optimizer": "lbfgs", "iterations": 300, "loss_at_screen": 100.0, "final_loss": 1.0},
+              {"state": "stopped", "optimizer": "lbfgs", "iterations": 3000, "loss_at_screen": 100.0},
+              {"state": "ok", "optimizer": "lbfgs", "iterations": 3000, "loss_at_screen": float("nan"),
+               "final_loss": 1.0}]
+    assert screen_ratios(rows[:2] + others, "lbfgs", 3000) == PRIOR_RATIOS["lbfgs"]  # 2 < SCREEN_MIN_ROWS
+    low, high = screen_ratios(rows + others, "lbfgs", 3000)
+    assert low == pytest.approx(0.4 / SCREEN_SLACK) and high == pytest.approx(0.8 * SCREEN_SLACK)
+
+
+def test_row_watch_screens_only_a_row_predicted_outside_the_best_error():
+    # printed 100, best a factor 2 off: a final loss must land in 50..200 to compete; ratios 0.4..0.8
+    watch = RowWatch(100.0, math.log(2), "adam", (0.4, 0.8))
+    watch(SCREEN_ITERATION - 1, 1000, 10_000.0)  # not the screen iteration
+    watch(SCREEN_ITERATION, 1000, 400.0)  # predicts 160..320: may still win
+    assert watch.loss_at_screen == 400.0
+    with pytest.raises(Screened):
+        RowWatch(100.0, math.log(2), "adam", (0.4, 0.8))(SCREEN_ITERATION, 1000, 300.0 / 0.4 + 1)
+    with pytest.raises(Screened):  # predicted below 50
+        RowWatch(100.0, math.log(2), "adam", (0.4, 0.8))(SCREEN_ITERATION, 1000, 60.0)
+    RowWatch(100.0, None, "adam", (0.4, 0.8))(SCREEN_ITERATION, 1000, 1e9)  # no best yet: nothing to screen against
+    RowWatch(100.0, math.log(2), "adam", (0.4, 0.8))(SCREEN_ITERATION, SCREEN_ITERATION, 1e9)  # its last iteration
+    with pytest.raises(BoundReached):  # the L-BFGS bound still applies at every iteration
+        RowWatch(100.0, math.log(2), "lbfgs", (0.01, 1.0))(3, 1000, 40.0)
 
 
 def _finalist_frame(factor_by_seed: list[float]) -> pd.DataFrame:
