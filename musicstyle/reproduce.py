@@ -79,7 +79,7 @@ def plan_runs(seeds: int, limit_seeds: int = 1, converged_seeds: int = 1, quick:
               converge_iterations: int = CONVERGE_ITERATIONS, limit_activations: tuple[str, ...] = ACTIVATIONS
               ) -> list[Run]:
     """The comparison's runs: rows and ablation over `seeds` seeds, converged and limit cells over theirs
-    (the limit only for `limit_activations`: ELU and SELU go through quadrature, several times slower)."""
+    (the limit only for `limit_activations`)."""
     runs: list[Run] = []
     for row in PAPER_ROWS:
         runs += [Run("rows", row.name, row.name, row.settings, s, keep_audio=s == 0) for s in range(seeds)]
