@@ -39,7 +39,21 @@ def isa_note() -> str:
               if k in os.environ]
     return (f"; avx2 {'listed' if ' avx2' in flags else 'not listed'}; ATen CPU capability "
             f"{torch.backends.cpu.get_cpu_capability()}"
-            + (f" (emulated: {' '.join(limits)})" if limits else " (native)"))
+            + (f" (emulated: {' '.join(limits)})" if limits else " (native)")
+            + f"; compiled loops' SIMD width {torch._inductor.config.cpp.simdlen or 'native'} bits")
+
+
+def emulate_inductor_isa() -> None:
+    """Under AVX2 emulation (ATEN_CPU_CAPABILITY=avx2) give the compiled series loops AVX2's width too."""
+    import os
+
+    import torch._inductor.config
+
+    if os.environ.get("ATEN_CPU_CAPABILITY", "").lower() == "avx2":
+        torch._inductor.config.cpp.simdlen = 256
+
+
+emulate_inductor_isa()
 
 
 def limit_step(content: torch.Tensor, style: torch.Tensor, activation: str):
