@@ -256,3 +256,14 @@ def test_run_all_takes_the_searchs_own_row_for_a_finalist(tmp_path):
     run = Run("finalists", "setup 1 (trial 4)", "blog SELU", {"activation": "selu", "alpha": 2e-3, "beta": 10.0}, 0)
     frame = run_all(tmp_path / "no songs here", tmp_path, base, [run], reusable=searched)
     assert frame.iloc[0]["reused_from"] == "search|trial 4|blog SELU|seed0" and frame.iloc[0]["final_loss"] == 301.0
+
+
+def test_a_resumed_search_does_not_repeat_its_first_draws(tmp_path):
+    from musicstyle.blogsearch import _study, suggest_setup
+
+    first = _study(tmp_path, seed=0)
+    trial = first.ask()
+    drawn = suggest_setup(trial)
+    first.tell(trial, 1.0)
+    resumed = _study(tmp_path, seed=0)
+    assert len(resumed.trials) == 1 and suggest_setup(resumed.ask()) != drawn
