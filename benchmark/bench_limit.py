@@ -4,7 +4,8 @@
 
 Run through bench_step.py (its timing helpers and machine line). Rows, interleaved round by round at
 the base shapes (1025 bins x 430 frames, width 11): the project's 4096-filter float32 step, the limit's
-step for several activations, and the limit's floor: the four frames x frames products a step cannot
+step for several activations (ELU's also with its series loops op by op, as where compiling is off),
+and the limit's floor: the four frames x frames products a step cannot
 avoid (X^T X and X^T S, and the two products of the input gradient). Then the same steps at longer
 clips, each in its own subprocess with its peak memory, and the crossover in frames where the limit's
 T^2 cost catches up with the finite step's T, from a fit of the measured times (an extrapolation
@@ -38,7 +39,21 @@ def isa_note() -> str:
               if k in os.environ]
     return (f"; avx2 {'listed' if ' avx2' in flags else 'not listed'}; ATen CPU capability "
             f"{torch.backends.cpu.get_cpu_capability()}"
-            + (f" (emulated: {' '.join(limits)})" if limits else " (native)"))
+            + (f" (emulated: {' '.join(limits)})" if limits else " (native)")
+            + f"; compiled loops' SIMD width {torch._inductor.config.cpp.simdlen or 'native'} bits")
+
+
+def emulate_inductor_isa() -> None:
+    """Under AVX2 emulation (ATEN_CPU_CAPABILITY=avx2) give the compiled series loops AVX2's width too."""
+    import os
+
+    import torch._inductor.config
+
+    if os.environ.get("ATEN_CPU_CAPABILITY", "").lower() == "avx2":
+        torch._inductor.config.cpp.simdlen = 256
+
+
+emulate_inductor_isa()
 
 
 def limit_step(content: torch.Tensor, style: torch.Tensor, activation: str):
@@ -78,6 +93,11 @@ def base_rows(rounds: int, activations: tuple[str, ...]) -> list[list[str]]:
     fns = {"4096 filters, fp32 (project step)": lambda s=finite_step(content, style): s(spec)}
     for activation in activations:
         fns[f"limit, {activation}"] = lambda s=limit_step(content, style, activation): s(spec)
+    if "elu" in activations:  # the series kernels' loops op by op, as where compiling is off or fails
+        from bench_step import without_fused_passes
+
+        fns["limit, elu, series op by op (MUSICSTYLE_COMPILE=0)"] = without_fused_passes(
+            lambda s=limit_step(content, style, "elu"): s(spec))
     fns["limit floor (4 frames x frames products)"] = limit_floor(content, style)
     times = interleaved_times(fns, rounds, device)
     finite = times["4096 filters, fp32 (project step)"]

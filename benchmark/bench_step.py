@@ -139,7 +139,7 @@ def floor_products(filters: torch.Tensor, spec: torch.Tensor, dtype: torch.dtype
 
 
 def without_fused_passes(fn: Callable[[], object]) -> Callable[[], object]:
-    """`fn` with fused.py's compiled passes off: the bf16 step through autograd, op by op."""
+    """`fn` with the compiled passes off (fused.py's and series.py's, MUSICSTYLE_COMPILE=0): op by op."""
     def run() -> object:
         before = fused.COMPILE
         fused.COMPILE = False

@@ -245,8 +245,10 @@ def _study(out_dir: Path, seed: int) -> optuna.Study:
     from optuna.storages.journal import JournalFileBackend
 
     storage = JournalStorage(JournalFileBackend(str(out_dir / "search.journal")))
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=10)
-    return optuna.create_study(study_name="blog-setup", storage=storage, sampler=sampler, load_if_exists=True)
+    existing = optuna.create_study(study_name="blog-setup", storage=storage, load_if_exists=True)
+    # a resumed search draws on from seed + trials so far: the same seed again would repeat its first draws
+    sampler = optuna.samplers.TPESampler(seed=seed + len(existing.trials), n_startup_trials=10)
+    return optuna.load_study(study_name="blog-setup", storage=storage, sampler=sampler)
 
 
 def _best(study: optuna.Study) -> optuna.trial.FrozenTrial | None:

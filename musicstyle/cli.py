@@ -155,7 +155,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         write_csv(out_dir / "search-trials.csv", trials_table(study))
         finalists = finalist_runs(study, base, int(pair.content.shape[1]), seeds=args.finalist_seeds,
                                   precisions=tuple(args.precision_check))
-        phase("finalists", lambda: len(run_all(args.paper_dir, out_dir, base, finalists, args.workers, invocation))
+        searched = pd.read_csv(out_dir / "search-runs.csv") if (out_dir / "search-runs.csv").exists() else None
+        phase("finalists", lambda: len(run_all(args.paper_dir, out_dir, base, finalists, args.workers, invocation,
+                                               reusable=searched))
               - len([r for r in finalists if r.run_id in done]))
     return _paper_report(args, base, out_dir, command, pd.DataFrame(phases), study)
 

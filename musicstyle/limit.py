@@ -18,13 +18,10 @@ that reference count (content * 4096, style * 4096^2): the loss a 4096-filter ne
 its seed noise (and without its O(1/N) bias). alpha and beta then mean what they mean at 4096 filters.
 
 Kernels: ReLU the arc-cosine kernel of degree 1 (Cho & Saul 2009), LeakyReLU a sum of two of them,
-linear c. Elsewhere (ELU, SELU, GELU, tanh, softplus) Mehler's formula: with rho = c / sqrt(ab),
-k = sum_k A_k B_k rho^k, A_k the normalised Hermite coefficients of act(sqrt(a) Z), computed once per
-frame by the half-range Gauss-Hermite rule (a Gauss rule for exp(-z^2 / 2) on z > 0, so act's kink at
-0 costs no accuracy); per element of a (T, T) kernel that is SERIES_TERMS multiply-adds (Horner in
-rho). `quadrature_kernel` (a 2-D quadrature: outer nodes on each half-line, the inner E[act(v) | u] in
-closed form or by Gauss-Hermite) is kept as an independent reference for the tests; it is tens of
-times slower and, at large variances, less accurate for tanh. Gradients by autograd.
+linear c. Elsewhere (ELU, SELU, GELU, tanh, softplus) Mehler's series in rho = c / sqrt(ab), its gradient
+written out and its loops compiled (series.py). `quadrature_kernel` (a 2-D quadrature: outer nodes on each
+half-line, the inner E[act(v) | u] in closed form or by Gauss-Hermite) is kept as an independent reference
+for the tests; it is tens of times slower and, at large variances, less accurate for tanh.
 
 Patch inner products never form the patches: P_x P_y^T[t, t'] = sum_{j < width} (X^T Y)[t + j, t' + j],
 one frames x frames product and `width` shifted sums. Max pooling has no such closed form (config.py
@@ -43,6 +40,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .config import TransferConfig
 from .network import activate, glorot_std
+from .series import TINY, half_line_nodes, series_kernel
 
 LIMIT_REFERENCE_FILTERS = 4096  # the paper's filter count: its Glorot variance, and the losses' scale
 OUTER_NODES = 6  # half-range Gauss-Hermite nodes per half-line of the outer variable
@@ -50,9 +48,6 @@ INNER_NODES = {"tanh": 24, "softplus": 12}  # Gauss-Hermite nodes of the inner e
 BLOCK_FRAMES = 1024  # style rows per block: above this the (T, T) kernels are never held whole
 SELU_SCALE, SELU_ALPHA = 1.0507009873554805, 1.6732632423543772
 CLOSED_FORMS = ("relu", "leaky_relu", "linear")
-SERIES_TERMS = 24  # Mehler terms of the other activations' kernels (tests pin them against the quadrature)
-SERIES_NODES = 40  # half-line nodes per side for their Hermite coefficients
-TINY = 1e-30
 
 LOSS_SCALE_NOTE = (f"filters inf: content = {LIMIT_REFERENCE_FILTERS} * lim content_N / N, style = "
                    f"{LIMIT_REFERENCE_FILTERS}^2 * lim style_N / N^2, filters with the Glorot variance of "
@@ -168,31 +163,6 @@ def hermite_nodes(n: int, dtype: torch.dtype, device: torch.device) -> tuple[tor
     return torch.as_tensor(x, dtype=dtype, device=device), torch.as_tensor(w, dtype=dtype, device=device)
 
 
-@functools.cache
-def half_line_nodes(n: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Nodes t_i > 0 and weights with sum w_i (f(t_i) + f(-t_i)) ~ E[f(Z)], Z ~ N(0, 1): the Gauss rule of
-    the weight exp(-t^2 / 2) on [0, inf) (half-range Hermite), so a kink of f at 0 costs no accuracy.
-
-    Its recurrence comes from the discretized Stieltjes procedure (300 Gauss-Legendre points on [0, 16]),
-    its nodes and weights from the Jacobi matrix (Golub-Welsch).
-    """
-    x, w = np.polynomial.legendre.leggauss(300)
-    t = (x + 1.0) * 8.0
-    w = w * 8.0 * np.exp(-0.5 * t * t)
-    alphas, betas = [], []
-    prev, cur = np.zeros_like(t), np.ones_like(t) / math.sqrt(w.sum())
-    for _ in range(n):
-        alpha = float(np.sum(w * t * cur * cur))
-        nxt = (t - alpha) * cur - (betas[-1] if betas else 0.0) * prev
-        beta = math.sqrt(float(np.sum(w * nxt * nxt)))
-        alphas.append(alpha)
-        betas.append(beta)
-        prev, cur = cur, nxt / beta
-    nodes, vectors = np.linalg.eigh(np.diag(alphas) + np.diag(betas[:-1], 1) + np.diag(betas[:-1], -1))
-    weights = w.sum() * vectors[0] ** 2 / math.sqrt(2 * math.pi)
-    return tuple(nodes.tolist()), tuple(weights.tolist())
-
-
 def _node_term(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, t: torch.Tensor, activation: str
                ) -> torch.Tensor:
     """One outer node: act(sqrt(a) t) E[act(v) | u = sqrt(a) t], v | u ~ N(c t / sqrt(a), b - c^2 / a)."""
@@ -216,47 +186,6 @@ def quadrature_kernel(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, activat
             term = (checkpoint(_node_term, a, b, c, t, activation, use_reentrant=False) if want
                     else _node_term(a, b, c, t, activation))
             total = total + weight * term
-    return total
-
-
-@functools.cache
-def _series_nodes() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Half-line nodes on both sides, their weights, and the normalised Hermite polynomials there:
-    (2 * SERIES_NODES,), (2 * SERIES_NODES,), (2 * SERIES_NODES, SERIES_TERMS)."""
-    t, w = (np.asarray(v) for v in half_line_nodes(SERIES_NODES))
-    z, weights = np.concatenate([t, -t]), np.concatenate([w, w])
-    h = np.zeros((z.size, SERIES_TERMS))
-    h[:, 0] = 1.0
-    if SERIES_TERMS > 1:
-        h[:, 1] = z
-    for k in range(1, SERIES_TERMS - 1):  # h_{k+1} = (z h_k - sqrt(k) h_{k-1}) / sqrt(k + 1): He_k / sqrt(k!)
-        h[:, k + 1] = (z * h[:, k] - math.sqrt(k) * h[:, k - 1]) / math.sqrt(k + 1)
-    return z, weights, h
-
-
-def series_coefficients(scale: torch.Tensor, activation: str) -> torch.Tensor:
-    """act(s Z)'s normalised Hermite coefficients E[act(s Z) He_k(Z)] / sqrt(k!), k < SERIES_TERMS:
-    (*scale.shape, SERIES_TERMS). By the half-line rule, so act's kink at 0 costs no accuracy."""
-    z, weights, h = (torch.as_tensor(v, dtype=scale.dtype, device=scale.device) for v in _series_nodes())
-    values = activate(scale.unsqueeze(-1) * z, activation)  # (*scale.shape, nodes)
-    return (values * weights) @ h
-
-
-def series_kernel(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, activation: str) -> torch.Tensor:
-    """E[act(u) act(v)], (u, v) ~ N(0, [[a, c], [c, b]]), by Mehler's formula: sum_k A_k B_k rho^k, with
-    A_k, B_k the Hermite coefficients of act(sqrt(a) Z), act(sqrt(b) Z) and rho = c / sqrt(ab).
-
-    Elementwise over broadcast a, b, c; the coefficients cost a's and b's own sizes, so give them as
-    (rows, 1) and (1, cols) for a (rows, cols) c. Differentiable; rho is clamped to [-1, 1] in value only
-    (its gradient passes), as it reaches 1 +- round-off on a diagonal.
-    """
-    a, b = a.clamp_min(TINY), b.clamp_min(TINY)
-    coef_a, coef_b = series_coefficients(torch.sqrt(a), activation), series_coefficients(torch.sqrt(b), activation)
-    rho = c * torch.rsqrt(a * b)
-    rho = rho - (rho - rho.clamp(-1.0, 1.0)).detach()
-    total = coef_a[..., SERIES_TERMS - 1] * coef_b[..., SERIES_TERMS - 1]
-    for k in range(SERIES_TERMS - 2, -1, -1):  # Horner in rho
-        total = total * rho + coef_a[..., k] * coef_b[..., k]
     return total
 
 

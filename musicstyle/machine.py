@@ -60,14 +60,16 @@ def describe(device: str = "cpu") -> str:
 
 
 @functools.cache
-def code_version() -> str:
-    """The git commit of this checkout ('abc1234', '+dirty' when tracked files differ from it), or 'unknown';
-    read once per process, so a long run keeps the version it started with."""
-    root = Path(__file__).resolve().parent.parent
+def code_version(root: Path | None = None) -> str:
+    """The git commit of this checkout ('abc1234', '+dirty' when tracked files outside results/ differ from
+    it: a run's own results are not code), or 'unknown'; read once per process, so a long run keeps the
+    version it started with."""
+    root = root or Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)results"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"

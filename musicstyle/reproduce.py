@@ -79,7 +79,7 @@ def plan_runs(seeds: int, limit_seeds: int = 1, converged_seeds: int = 1, quick:
               converge_iterations: int = CONVERGE_ITERATIONS, limit_activations: tuple[str, ...] = ACTIVATIONS
               ) -> list[Run]:
     """The comparison's runs: rows and ablation over `seeds` seeds, converged and limit cells over theirs
-    (the limit only for `limit_activations`: ELU and SELU go through quadrature, several times slower)."""
+    (the limit only for `limit_activations`)."""
     runs: list[Run] = []
     for row in PAPER_ROWS:
         runs += [Run("rows", row.name, row.name, row.settings, s, keep_audio=s == 0) for s in range(seeds)]
@@ -171,8 +171,12 @@ def _run_in_worker(run: Run, base: TransferConfig, out_dir: Path, invocation: st
 
 
 def run_all(paper_dir: str | Path, out_dir: str | Path, base: TransferConfig, runs: list[Run],
-            workers: int = 1, invocation: str = "", csv_name: str = "runs.csv") -> pd.DataFrame:
+            workers: int = 1, invocation: str = "", csv_name: str = "runs.csv",
+            reusable: pd.DataFrame | None = None) -> pd.DataFrame:
     """Run what `csv_name` in `out_dir` does not have yet, saving after each run; return all rows.
+
+    A run made before with the same config and seed, in `csv_name` or in `reusable` (the search's
+    finished rows), is taken rather than repeated (`reused_from` names it).
 
     With `workers` > 1 the runs go to that many processes (each with cores / workers threads).
     """
@@ -186,8 +190,9 @@ def run_all(paper_dir: str | Path, out_dir: str | Path, base: TransferConfig, ru
     todo = [r for r in runs if r.run_id not in finished]
     todo.sort(key=lambda r: -r.settings.get("iterations", base.iterations))  # longest first packs workers best
     records = done.to_dict("records") if len(done) else []
+    made = pd.concat([done, reusable]) if reusable is not None and len(reusable) else done
     for run in list(todo):  # a run the folder has made already under another name (same config and seed)
-        same = same_run(done, base.replace(**run.settings, seed=run.seed))
+        same = same_run(made, base.replace(**run.settings, seed=run.seed))
         if same is not None and not run.keep_audio:
             records.append(same | {"run_id": run.run_id, "group": run.group, "label": run.label, "row": run.row,
                                    **run.notes, "reused_from": same["run_id"]})

@@ -243,3 +243,27 @@ def test_run_all_takes_a_run_made_under_another_name_without_running_or_decoding
     assert len(frame) == 1 and frame.iloc[0]["reused_from"] == made["run_id"]
     assert frame.iloc[0]["group"] == "finalists" and frame.iloc[0]["final_loss"] == 287.5
     assert len(pd.read_csv(tmp_path / "runs.csv")) == 2  # recorded under its new name too
+
+
+def test_run_all_takes_the_searchs_own_row_for_a_finalist(tmp_path):
+    from musicstyle.reproduce import RECORDED, Run, run_all
+
+    base = TransferConfig()
+    config = base.replace(activation="selu", alpha=2e-3, beta=10.0)
+    searched = pd.DataFrame([{"run_id": "search|trial 4|blog SELU|seed0", "group": "search", "label": "trial 4",
+                              "row": "blog SELU", "seed": 0, "state": "ok", "frames": 430, "final_loss": 301.0,
+                              **{k: getattr(config, k) for k in RECORDED}}])
+    run = Run("finalists", "setup 1 (trial 4)", "blog SELU", {"activation": "selu", "alpha": 2e-3, "beta": 10.0}, 0)
+    frame = run_all(tmp_path / "no songs here", tmp_path, base, [run], reusable=searched)
+    assert frame.iloc[0]["reused_from"] == "search|trial 4|blog SELU|seed0" and frame.iloc[0]["final_loss"] == 301.0
+
+
+def test_a_resumed_search_does_not_repeat_its_first_draws(tmp_path):
+    from musicstyle.blogsearch import _study, suggest_setup
+
+    first = _study(tmp_path, seed=0)
+    trial = first.ask()
+    drawn = suggest_setup(trial)
+    first.tell(trial, 1.0)
+    resumed = _study(tmp_path, seed=0)
+    assert len(resumed.trials) == 1 and suggest_setup(resumed.ask()) != drawn

@@ -190,3 +190,22 @@ def test_reproduce_plans_every_cell_in_the_limit():
     cells = {(r.settings["activation"], r.settings["alpha"], r.settings["beta"]) for r in runs}
     assert cells == {(a, w[0], w[1]) for a in CELL_ACTIVATIONS for w in WEIGHTS.values()}
     assert all(math.isinf(make_config(r.settings).filters) for r in runs)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_series_kernel_gradient_on_blocks(monkeypatch, compiled):
+    """The written-out gradient (series.py) on (rows, 1) x (1, cols) blocks as the style term uses them,
+    compiled and op by op (MUSICSTYLE_COMPILE=0); both give the same values."""
+    from musicstyle import fused, series
+
+    monkeypatch.setattr(fused, "COMPILE", compiled)
+    a, b, _, _ = covariances(9, seed=5)
+    rows, cols = a[:4, None].clone(), b[None, :5].clone()
+    cross = (torch.rand(4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 1.6 - 0.8
+             ) * torch.sqrt(rows * cols)
+    inputs = tuple(t.requires_grad_(True) for t in (rows, cols, cross))
+    assert torch.autograd.gradcheck(lambda x, y, z: series.series_kernel(x, y, z, "selu"), inputs)
+    monkeypatch.setattr(fused, "COMPILE", not compiled)
+    other = series.series_kernel(rows, cols, cross, "selu")
+    monkeypatch.setattr(fused, "COMPILE", compiled)
+    assert torch.allclose(series.series_kernel(rows, cols, cross, "selu"), other, rtol=1e-12, atol=0)
