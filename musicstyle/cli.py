@@ -90,7 +90,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from .baselines import score_baselines
-    from .blogsearch import SPACE, finalist_runs, open_search, run_search, small_space, trials_table
+    from .blogsearch import SPACE, open_search, run_search, small_space, trials_table
+    from .finalists import finalist_runs
     from .io import write_csv
     from .listen_paper import LISTEN, listen_runs, write_paper_listening_report
     from .machine import code_version, describe

@@ -132,7 +132,7 @@ def _view(out_dir: Path, record: dict[str, Any], ogg: Path, clips: list[Clip], v
 def write_paper_listening_report(out_dir: str | Path, frame: pd.DataFrame, base: TransferConfig,
                                  paper_dir: str | Path) -> Path:
     """report.html beside report.md: the comparison's tables and plots, and every run with kept audio."""
-    from .blogsearch import finalists_table
+    from .finalists import finalists_table
     from .paperreport import ablation_table, claims, converged_table, rows_table
 
     out_dir = Path(out_dir)

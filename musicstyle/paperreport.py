@@ -14,8 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from .blogsearch import BLOG_ROWS, finalists_table, verdict
+from .blogsearch import BLOG_ROWS
 from .config import TransferConfig
+from .finalists import DISTINCT_TOLERANCE, finalists_table, verdict
 from .io import save_figure, write_text
 from .machine import describe
 from .paper import BASE_ROW, PAPER_ROWS
@@ -274,7 +275,9 @@ def search_section(frame: pd.DataFrame, searched: pd.DataFrame | None, space: st
             + _screen_line(searched) + " Every row run is in `search-runs.csv`, every trial in "
             "`search-trials.csv`. The normalisation is folded into the weights (musicstyle/blogsearch.py).", "",
             "The best finished trials (one seed each):", "", shown.to_markdown(index=False), "",
-            "The finalists, the best three setups re-run over seeds (the verdict reads these):", "",
+            "The finalists: the best three distinct setups (a trial with a better one's choices and numbers within "
+            f"{DISTINCT_TOLERANCE:.0%} of its counts once), re-run over seeds; finalists of earlier invocations stay "
+            "listed (the verdict reads the best of these):", "",
             finalists_table(frame).to_markdown(index=False) or "(not run)", "",
             "The best setup once more in other precisions (seed 0), to see whether the verdict hangs on precision:",
             "", finalists_table(frame, "precision check").to_markdown(index=False) or "(not run)", ""]

@@ -21,14 +21,12 @@ from musicstyle.blogsearch import (
     BoundReached,
     RowWatch,
     Screened,
-    finalists_table,
     joint_error,
     lbfgs_bound,
     loss_scales,
     row_settings,
     screen_ratios,
     suggest_setup,
-    verdict,
 )
 from musicstyle.config import TransferConfig, make_config
 from musicstyle.losses import gram
@@ -151,26 +149,6 @@ def test_row_watch_screens_only_a_row_predicted_outside_the_best_error():
     RowWatch(100.0, math.log(2), "adam", (0.4, 0.8))(SCREEN_ITERATION, SCREEN_ITERATION, 1e9)  # its last iteration
     with pytest.raises(BoundReached):  # the L-BFGS bound still applies at every iteration
         RowWatch(100.0, math.log(2), "lbfgs", (0.01, 1.0))(3, 1000, 40.0)
-
-
-def _finalist_frame(factor_by_seed: list[float]) -> pd.DataFrame:
-    records = []
-    for seed, factor in enumerate(factor_by_seed):
-        for row in BLOG_ROWS:
-            records.append({"group": "finalists", "label": "setup 1 (trial 7)", "row": row.name, "seed": seed,
-                            "state": "ok", "final_loss": row.paper_loss * factor, "setup": "L-BFGS, test",
-                            "abnormal_stop": seed == 0, "float64_fallback": False})
-    return pd.DataFrame(records)
-
-
-def test_verdict_reads_the_finalists_seeds():
-    reproduced = verdict(_finalist_frame([1.04, 1.06, 1.05]), 40)
-    assert "reproduced within 5%" in reproduced and "40 trials" in reproduced and "L-BFGS, test" in reproduced
-    missed = verdict(_finalist_frame([2.0, 2.2]), 12)
-    assert "none of the 12 setups tried reproduces" in missed and "factor of 2.1" in missed
-    table = finalists_table(_finalist_frame([2.0, 2.2]))
-    assert table.loc[0, "ABNORMAL stops"] == 3 and table.loc[0, "seeds"] == 2  # seed 0's three rows
-    assert "not checked" in verdict(pd.DataFrame({"group": ["rows"], "state": ["ok"]}), 0)
 
 
 def _rows_frame(frames: int) -> pd.DataFrame:
