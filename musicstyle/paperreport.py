@@ -184,6 +184,17 @@ def _best_activation(quality: pd.DataFrame, name: str) -> str:
             f"{second}: the gap is within the seed spread ({listing}).")
 
 
+def _converged_clause(ok: pd.DataFrame, row: Any) -> str:
+    """'; left to converge ...': the row's cell with L-BFGS stopping on its own tolerance, if it ran."""
+    names = [name for name, weights in WEIGHTS.items() if weights == (row.alpha, row.beta)]
+    runs = ok[(ok["group"] == "converged") & (ok["label"] == f"{row.activation} @ {names[0]}")] if names else ok[:0]
+    if runs.empty:
+        return ""
+    mean = runs["final_loss"].mean()
+    return (f"; left to converge ({runs['iterations_done'].mean():.0f} iterations, cap "
+            f"{int(runs['iterations'].max())}, seeds: {len(runs)}) {mean:.4g} ({mean / row.paper_loss - 1:+.0%})")
+
+
 def claims(frame: pd.DataFrame, study_trials: int = 0, tolerance: float = 0.10) -> list[str]:
     """Plain statements of which of the paper's claims reproduce, computed from the runs."""
     ok = _ok(frame)
@@ -199,7 +210,8 @@ def claims(frame: pd.DataFrame, study_trials: int = 0, tolerance: float = 0.10) 
         verdict_text = (f"reproduces (within {tolerance:.0%})" if ok_within
                         else f"does not reproduce ({mean / row.paper_loss - 1:+.0%})")
         lines.append(f"**{row.name}** as printed: paper {row.paper_loss:g}, measured {mean:.4g} "
-                     f"(min {losses.min():.4g}, max {losses.max():.4g}, seeds: {len(losses)}): {verdict_text}.")
+                     f"(min {losses.min():.4g}, max {losses.max():.4g}, seeds: {len(losses)}): {verdict_text}"
+                     + _converged_clause(ok, row) + ".")
     lines.append(verdict(frame, study_trials, tolerance))
     blog = rows[rows["row"].isin([r.name for r in BLOG_ROWS])].groupby("activation")["final_loss"].mean()
     if len(blog) == len(BLOG_ROWS):
@@ -275,9 +287,9 @@ def search_section(frame: pd.DataFrame, searched: pd.DataFrame | None, space: st
             + _screen_line(searched) + " Every row run is in `search-runs.csv`, every trial in "
             "`search-trials.csv`. The normalisation is folded into the weights (musicstyle/blogsearch.py).", "",
             "The best finished trials (one seed each):", "", shown.to_markdown(index=False), "",
-            "The finalists: the best three distinct setups (a trial with a better one's choices and numbers within "
-            f"{DISTINCT_TOLERANCE:.0%} of its counts once), re-run over seeds; finalists of earlier invocations stay "
-            "listed (the verdict reads the best of these):", "",
+            "The finalists: the best three distinct setups (a trial with a better trial's choices and every number "
+            f"within {DISTINCT_TOLERANCE:.0%} of its counts as that trial), re-run over seeds; finalists of earlier "
+            "invocations stay listed (the verdict reads the best of these):", "",
             finalists_table(frame).to_markdown(index=False) or "(not run)", "",
             "The best setup once more in other precisions (seed 0), to see whether the verdict hangs on precision:",
             "", finalists_table(frame, "precision check").to_markdown(index=False) or "(not run)", ""]

@@ -31,7 +31,8 @@ from musicstyle.blogsearch import (
 from musicstyle.config import TransferConfig, make_config
 from musicstyle.losses import gram
 from musicstyle.paper import BASE_ROW, PAPER_ROWS
-from musicstyle.paperreport import differs, rows_table, write_report
+from musicstyle.paperreport import claims, differs, rows_table, write_report
+from musicstyle.reproduce import WEIGHTS
 
 
 def test_every_setup_the_space_can_draw_is_a_valid_run_of_each_blog_row():
@@ -171,6 +172,16 @@ def test_abnormal_stops_and_fallbacks_are_counted_per_row():
     base = table[table["row"] == BASE_ROW.name].iloc[0]
     assert base["ABNORMAL stops"] == 2 and base["float64 fallbacks"] == 1 and base["precision used"] == "fp32, fp64"
     assert (table[table["row"] != BASE_ROW.name]["ABNORMAL stops"].iloc[:3] == 0).all()
+
+
+def test_the_verdict_gives_each_row_converged_where_it_ran():
+    frame = _rows_frame(60)
+    converged = frame[(frame["row"] == BASE_ROW.name) & (frame["seed"] == 0)].assign(
+        group="converged", label=f"relu @ {next(iter(WEIGHTS))}", final_loss=BASE_ROW.paper_loss * 0.8,
+        iterations=3000, iterations_done=711)
+    stated = claims(pd.concat([frame, converged]))
+    assert "left to converge (711 iterations, cap 3000, seeds: 1) 447.2 (-20%)" in stated[0]
+    assert "left to converge" not in stated[1]  # the blog's LeakyReLU cell did not run converged here
 
 
 def test_report_text_follows_the_config_and_the_runs(tmp_path):
