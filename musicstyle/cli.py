@@ -91,7 +91,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     from .baselines import score_baselines
     from .blogsearch import SPACE, open_search, run_search, small_space, trials_table
-    from .finalists import finalist_runs
+    from .finalists import finalist_runs, precision_check_runs
     from .io import write_csv
     from .listen_paper import LISTEN, listen_runs, write_paper_listening_report
     from .machine import code_version, describe
@@ -154,12 +154,16 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
         phase("joint search", search)
         write_csv(out_dir / "search-trials.csv", trials_table(study))
-        finalists = finalist_runs(study, base, int(pair.content.shape[1]), seeds=args.finalist_seeds,
-                                  precisions=tuple(args.precision_check))
+        frames = int(pair.content.shape[1])
+        finalists = finalist_runs(study, base, frames, seeds=args.finalist_seeds)
         searched = pd.read_csv(out_dir / "search-runs.csv") if (out_dir / "search-runs.csv").exists() else None
         phase("finalists", lambda: len(run_all(args.paper_dir, out_dir, base, finalists, args.workers, invocation,
                                                reusable=searched))
               - len([r for r in finalists if r.run_id in done]))
+        checks = precision_check_runs(study, pd.read_csv(out_dir / "runs.csv"), base, frames,
+                                      tuple(args.precision_check))
+        phase("precision check", lambda: len(run_all(args.paper_dir, out_dir, base, checks, args.workers, invocation))
+              - len([r for r in checks if r.run_id in done]))
     return _paper_report(args, base, out_dir, command, pd.DataFrame(phases), study)
 
 
@@ -249,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="precisions the search may pick, comma-separated (default auto,fp32,fp64; fp64 is "
                                 "several times slower on a CPU)")
     reproduce.add_argument("--precision-check", type=lambda text: [p for p in text.split(",") if p], default=["fp32"],
-                           help="precisions the best setup is re-run in (seed 0), comma-separated (default fp32)")
+                           help="precisions the finalists' best setup is re-run in (seed 0), comma-separated "
+                                "(default fp32)")
     reproduce.add_argument("--finalist-seeds", type=int, default=5, help="seeds for each of the search's best 3")
     reproduce.add_argument("--search-seed", type=int, default=0,
                            help="the search's sampler seed and its runs' seed (default 0)")

@@ -46,30 +46,38 @@ def distinct_best(study: optuna.Study, top: int) -> list[optuna.trial.FrozenTria
     return picked
 
 
-def finalist_runs(study: optuna.Study, base: TransferConfig, frames: int, top: int = 3, seeds: int = 5,
-                  precisions: tuple[str, ...] = ()) -> list:
-    """The best `top` distinct finished setups, each of the blog's rows over `seeds` seeds (group
-    'finalists'); and the best setup once more (seed 0) in each of `precisions` it did not use
-    (group 'precision check')."""
-    best = distinct_best(study, top)
+def _setup_runs(group: str, label: str, trial: optuna.trial.FrozenTrial, setup: dict[str, Any], seeds: range,
+                base: TransferConfig, frames: int) -> list[Run]:
+    """The blog's three rows under one search setup, over `seeds`."""
+    return [Run(group, label, row.name, row_settings(setup, row, base, frames), s,
+                keep_audio=group == "finalists" and label.startswith("setup 1 ") and s == 0,
+                notes={"trial": trial.number, "gram_norm": setup["gram_norm"], "reduction": setup["reduction"],
+                       "setup": describe_setup(setup), "search_error": trial.value})
+            for row in BLOG_ROWS for s in seeds]
+
+
+def finalist_runs(study: optuna.Study, base: TransferConfig, frames: int, top: int = 3, seeds: int = 5) -> list[Run]:
+    """The best `top` distinct finished setups, each of the blog's rows over `seeds` seeds (group 'finalists')."""
     runs = []
+    for rank, trial in enumerate(distinct_best(study, top), 1):
+        runs += _setup_runs("finalists", f"setup {rank} (trial {trial.number})", trial, setup_of(trial),
+                            range(seeds), base, frames)
+    return runs
 
-    def add(group: str, label: str, trial: optuna.trial.FrozenTrial, setup: dict[str, Any], seeds: range) -> None:
-        nonlocal runs
-        for row in BLOG_ROWS:
-            runs += [Run(group, label, row.name, row_settings(setup, row, base, frames), s,
-                         keep_audio=group == "finalists" and label.startswith("setup 1 ") and s == 0,
-                         notes={"trial": trial.number, "gram_norm": setup["gram_norm"],
-                                "reduction": setup["reduction"], "setup": describe_setup(setup),
-                                "search_error": trial.value}) for s in seeds]
 
-    for rank, trial in enumerate(best, 1):
-        add("finalists", f"setup {rank} (trial {trial.number})", trial, setup_of(trial), range(seeds))
-    if best:
-        setup = setup_of(best[0])
-        for precision in (p for p in precisions if p != setup["precision"]):
-            add("precision check", f"setup 1 (trial {best[0].number}) in {precision}", best[0],
-                setup | {"precision": precision}, range(1))
+def precision_check_runs(study: optuna.Study, frame: pd.DataFrame, base: TransferConfig, frames: int,
+                         precisions: tuple[str, ...]) -> list[Run]:
+    """The finalists' best setup (lowest mean joint error over its seeds, the one the verdict names) once more,
+    seed 0, in each of `precisions` it did not use (group 'precision check')."""
+    table = finalists_table(frame)
+    if table.empty or not precisions:
+        return []
+    trial = study.trials[int(str(table.loc[0, "setup"]).split()[1])]  # "trial N"
+    setup = setup_of(trial)
+    runs = []
+    for precision in (p for p in precisions if p != setup["precision"]):
+        runs += _setup_runs("precision check", f"best finalist (trial {trial.number}) in {precision}", trial,
+                            setup | {"precision": precision}, range(1), base, frames)
     return runs
 
 

@@ -291,7 +291,8 @@ def search_section(frame: pd.DataFrame, searched: pd.DataFrame | None, space: st
             f"within {DISTINCT_TOLERANCE:.0%} of its counts as that trial), re-run over seeds; finalists of earlier "
             "invocations stay listed (the verdict reads the best of these):", "",
             finalists_table(frame).to_markdown(index=False) or "(not run)", "",
-            "The best setup once more in other precisions (seed 0), to see whether the verdict hangs on precision:",
+            "The finalists' best setup once more in other precisions (seed 0), to see whether the verdict hangs on "
+            "precision:",
             "", finalists_table(frame, "precision check").to_markdown(index=False) or "(not run)", ""]
 
 

@@ -10,7 +10,14 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from musicstyle.blogsearch import BLOG_ROWS
 from musicstyle.config import TransferConfig
-from musicstyle.finalists import distinct_best, finalist_runs, finalists_table, same_setup, verdict
+from musicstyle.finalists import (
+    distinct_best,
+    finalist_runs,
+    finalists_table,
+    precision_check_runs,
+    same_setup,
+    verdict,
+)
 
 
 def _finalist_frame(factor_by_seed: list[float]) -> pd.DataFrame:
@@ -51,19 +58,29 @@ def test_same_setup_means_equal_choices_and_numbers_within_five_percent():
     assert not same_setup(a, _trial(1, 0.3, 1.22, slope=0.3).params)
 
 
-def test_finalists_are_the_best_distinct_setups_and_the_precision_check_the_best():
+def test_finalists_are_the_best_distinct_setups():
     study = optuna.create_study()
     for trial in (_trial(28, 0.354, 1.22), _trial(21, 0.357, 1.221), _trial(15, 0.536, 1.31),
                   _trial(11, 0.549, 1.25, slope=0.3), _trial(3, 0.9, 1.0)):
         study.add_trial(trial)
     # the study numbers them 0-4 as added: trial 1 is trial 0 drawn again (gain 1.221 against 1.22)
     assert [t.number for t in distinct_best(study, 3)] == [0, 2, 3]
-    runs = finalist_runs(study, TransferConfig(), frames=430, seeds=2, precisions=("fp32", "fp64"))
-    finalists = [r for r in runs if r.group == "finalists"]
-    assert len(finalists) == 3 * 2 * len(BLOG_ROWS)
-    assert {r.notes["trial"] for r in finalists} == {0, 2, 3}
-    checks = [r for r in runs if r.group == "precision check"]
-    assert {r.settings["precision"] for r in checks} == {"fp32", "fp64"} and {r.notes["trial"] for r in checks} == {0}
+    runs = finalist_runs(study, TransferConfig(), frames=430, seeds=2)
+    assert len(runs) == 3 * 2 * len(BLOG_ROWS) and {r.group for r in runs} == {"finalists"}
+    assert {r.notes["trial"] for r in runs} == {0, 2, 3}
+
+
+def test_the_precision_check_runs_the_setup_the_verdict_names():
+    study = optuna.create_study()
+    for trial in (_trial(0, 0.271, 1.29, slope=0.1), _trial(1, 0.304, 1.25)):
+        study.add_trial(trial)
+    # over its seeds trial 0 (best on the search's one seed) is worse than trial 1: the check runs trial 1
+    frame = pd.concat([_finalist_frame([1.3, 1.35]).assign(trial=1, precision="auto"),
+                       _finalist_frame([1.2, 7.0]).assign(trial=0, precision="auto")])
+    checks = precision_check_runs(study, frame, TransferConfig(), 430, ("auto", "fp32", "fp64"))
+    assert {r.notes["trial"] for r in checks} == {1} and {r.group for r in checks} == {"precision check"}
+    assert sorted({r.settings["precision"] for r in checks}) == ["fp32", "fp64"] and len(checks) == 2 * len(BLOG_ROWS)
+    assert precision_check_runs(study, frame.iloc[0:0], TransferConfig(), 430, ("fp32",)) == []
 
 
 def test_a_run_recorded_under_two_ranks_counts_once_and_earlier_finalists_stay_listed():

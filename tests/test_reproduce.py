@@ -13,13 +13,15 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, tone_mix
+from musicstyle.finalists import finalists_table
 from musicstyle.listen_paper import LIMIT_ROWS
 from musicstyle.paper import PAPER_ROWS, SONG_SHA256, fetch_songs, verify_songs
 from musicstyle.reproduce import plan_runs
 
 REDUCED = ["--quick", "--iterations", "3", "--griffin-lim-iters", "2", "--filters", "128", "--frames", "60",
            "--device", "cpu", "--converge-iterations", "20"]
-SEARCH = ["--search", "3", "--finalist-seeds", "2"]  # the end-to-end run's joint search: 3 trials, 2 seeds each
+# the end-to-end run's joint search: 3 trials, 2 seeds each; its best in two other precisions
+SEARCH = ["--search", "3", "--finalist-seeds", "2", "--precision-check", "fp32,fp64"]
 
 
 def reproduce(out: Path, paper_dir: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -80,7 +82,11 @@ def test_reduced_reproduction_writes_the_report_and_resumes(songs_dir, tmp_path)
     finalists = runs[runs["group"] == "finalists"]
     assert len(finalists) == 3 * 2 * finalists["label"].nunique() and finalists["label"].nunique() >= 1
     phases = pd.read_csv(out / "phases.csv")
-    assert list(phases["phase"]) == ["rows and ablation", "converged", "limit", "joint search", "finalists"]
+    assert list(phases["phase"]) == ["rows and ablation", "converged", "limit", "joint search", "finalists",
+                                     "precision check"]
+    checks = runs[runs["group"] == "precision check"]  # the setup the verdict names, in the other precision(s)
+    best = finalists_table(runs).loc[0, "setup"]
+    assert len(checks) >= 3 and {f"trial {int(t)}" for t in checks["trial"]} == {best}
     for row in PAPER_ROWS:
         assert f"| {row.name}" in report
     for png in ("loss_by_activation.png", "quality_by_activation.png", "base_row_spectrograms.png"):
