@@ -291,9 +291,19 @@ def search_section(frame: pd.DataFrame, searched: pd.DataFrame | None, space: st
             f"within {DISTINCT_TOLERANCE:.0%} of its counts as that trial), re-run over seeds; finalists of earlier "
             "invocations stay listed (the verdict reads the best of these):", "",
             finalists_table(frame).to_markdown(index=False) or "(not run)", "",
-            "The finalists' best setup once more in other precisions (seed 0), to see whether the verdict hangs on "
-            "precision:",
-            "", finalists_table(frame, "precision check").to_markdown(index=False) or "(not run)", ""]
+            _precision_line(frame), "", finalists_table(frame, "precision check").to_markdown(index=False)
+            or "(not run)", ""]
+
+
+def _precision_line(frame: pd.DataFrame) -> str:
+    """What the precision-check table holds, and whether the setup the verdict names is in it."""
+    finalists, checks = finalists_table(frame), finalists_table(frame, "precision check")
+    named = str(finalists.loc[0, "setup"]) if len(finalists) else ""
+    checked = {str(name).split(" in ")[0] for name in checks["setup"]} if len(checks) else set()
+    status = (f"the verdict's setup, {named}, is among them" if named in checked
+              else f"the verdict's setup, {named}, has not been re-run in another precision yet" if named else "")
+    return ("Setups re-run in other precisions (seed 0), to see whether a verdict hangs on precision"
+            + (f"; {status}" if status else "") + ":")
 
 
 def _screen_line(searched: pd.DataFrame) -> str:

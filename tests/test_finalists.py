@@ -98,3 +98,13 @@ def test_the_precision_check_keeps_each_precision_apart():
     fp64 = _finalist_frame([1.4]).assign(group="precision check", trial=7, precision="fp64")
     table = finalists_table(pd.concat([fp32, fp64]), "precision check")
     assert table["setup"].tolist() == ["trial 7 in fp32", "trial 7 in fp64"]
+
+
+def test_the_report_says_whether_the_verdicts_setup_was_checked_in_another_precision():
+    from musicstyle.paperreport import _precision_line
+
+    finalists = _finalist_frame([1.3]).assign(trial=7, precision="auto")
+    other = _finalist_frame([1.2]).assign(group="precision check", trial=3, precision="fp64")
+    assert "trial 7, has not been re-run" in _precision_line(pd.concat([finalists, other]))
+    same = _finalist_frame([1.3]).assign(group="precision check", trial=7, precision="fp64")
+    assert "trial 7, is among them" in _precision_line(pd.concat([finalists, other, same]))
