@@ -275,7 +275,7 @@ def search_section(frame: pd.DataFrame, searched: pd.DataFrame | None, space: st
     if searched is None or searched.empty:
         return ["The joint search was not run (`reproduce --search N`).", ""]
     states = searched["state"].value_counts()
-    best = searched[searched["state"] == "COMPLETE"].sort_values("joint error").head(8)
+    best = searched[searched["state"] == "COMPLETE"].sort_values("joint error").head(8).fillna({"reading": ""})
     shown = best[[c for c in ("trial", "reading", "joint error", "worst row off by a factor", "setup", "seconds")
                   if c in best]].round(3)
     return [f"Searched together, with the blog's weights fixed (alpha 1e-3, beta 10): {space}.", "",
@@ -384,7 +384,8 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, base: TransferConfig,
         "produced, in one fixed evaluation network (lower is better).", "",
     ]
     if phases is not None and not phases.empty:
-        lines += ["## What each phase cost", "", phases.to_markdown(index=False), ""]
+        shown = phases.fillna({"command": "(not recorded)"})
+        lines += ["## What each phase cost", "", shown.to_markdown(index=False), ""]
     lines += ["## The base row's output", "", "![spectrograms](base_row_spectrograms.png)", "",
               "Every run's figures are in [runs.csv](runs.csv).", ""]
     path = out_dir / "report.md"
