@@ -69,10 +69,10 @@ def precision_check_runs(study: optuna.Study, frame: pd.DataFrame, base: Transfe
                          precisions: tuple[str, ...]) -> list[Run]:
     """The finalists' best setup (lowest mean joint error over its seeds, the one the verdict names) once more,
     seed 0, in each of `precisions` it did not use (group 'precision check')."""
-    table = finalists_table(frame)
-    if table.empty or not precisions:
+    named = verdict_trial(frame)
+    if named is None or not precisions:
         return []
-    trial = study.trials[int(str(table.loc[0, "setup"]).split()[1])]  # "trial N"
+    trial = study.trials[named]
     setup = setup_of(trial)
     runs = []
     for precision in (p for p in precisions if p != setup["precision"]):
@@ -81,7 +81,25 @@ def precision_check_runs(study: optuna.Study, frame: pd.DataFrame, base: Transfe
     return runs
 
 
+def verdict_trial(frame: pd.DataFrame) -> int | None:
+    """The search trial the verdict names: the finalist with the lowest mean joint error over its seeds."""
+    table = _finalist_entries(frame)
+    return int(table.loc[0, "_trial"]) if len(table) and "_trial" in table else None
+
+
+def checked_trials(frame: pd.DataFrame) -> set[int]:
+    """The search trials re-run in another precision (group 'precision check')."""
+    table = _finalist_entries(frame, "precision check")
+    return {int(t) for t in table["_trial"]} if len(table) and "_trial" in table else set()
+
+
 def finalists_table(frame: pd.DataFrame, group: str = "finalists") -> pd.DataFrame:
+    """The finalists (or the precision check) as the report shows them; see _finalist_entries."""
+    table = _finalist_entries(frame, group)
+    return table.drop(columns=[c for c in table if c.startswith("_")])
+
+
+def _finalist_entries(frame: pd.DataFrame, group: str = "finalists") -> pd.DataFrame:
     """Per finalist setup (search trial; and precision in the precision check): each row's loss (mean ±
     std over seeds) against the printed figure, and the joint error per seed (mean ± std: the seed
     spread), worst relative error, ABNORMAL stops and fallbacks. Setups that were finalists in an earlier
@@ -101,6 +119,8 @@ def finalists_table(frame: pd.DataFrame, group: str = "finalists") -> pd.DataFra
         if group == "precision check" and "precision" in key:
             name += f" in {key['precision']}"
         entry: dict[str, Any] = {"setup": name, "settings": group_runs["setup"].iloc[0]}
+        if "trial" in key:
+            entry["_trial"] = int(key["trial"])
         for row in BLOG_ROWS:
             losses = ok[ok["row"] == row.name]["final_loss"]
             entry[f"{row.name} (printed {row.paper_loss:g})"] = mean_std(losses, std_digits=2, empty="failed")
@@ -115,7 +135,7 @@ def finalists_table(frame: pd.DataFrame, group: str = "finalists") -> pd.DataFra
         entry["_error"] = errors.mean() if len(errors) else math.inf
         table.append(entry)
     out = pd.DataFrame(table)
-    return out.sort_values("_error").drop(columns="_error").reset_index(drop=True) if len(out) else out
+    return out.sort_values("_error").reset_index(drop=True) if len(out) else out
 
 
 def verdict(frame: pd.DataFrame, study_trials: int, tolerance: float = 0.10) -> str:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .blogsearch import BLOG_ROWS
 from .config import TransferConfig
-from .finalists import DISTINCT_TOLERANCE, finalists_table, verdict
+from .finalists import DISTINCT_TOLERANCE, checked_trials, finalists_table, verdict, verdict_trial
 from .io import save_figure, write_text
 from .machine import describe
 from .paper import BASE_ROW, PAPER_ROWS
@@ -297,11 +297,10 @@ def search_section(frame: pd.DataFrame, searched: pd.DataFrame | None, space: st
 
 def _precision_line(frame: pd.DataFrame) -> str:
     """What the precision-check table holds, and whether the setup the verdict names is in it."""
-    finalists, checks = finalists_table(frame), finalists_table(frame, "precision check")
-    named = str(finalists.loc[0, "setup"]) if len(finalists) else ""
-    checked = {str(name).split(" in ")[0] for name in checks["setup"]} if len(checks) else set()
-    status = (f"the verdict's setup, {named}, is among them" if named in checked
-              else f"the verdict's setup, {named}, has not been re-run in another precision yet" if named else "")
+    named = verdict_trial(frame)
+    status = ("" if named is None else f"the verdict's setup, trial {named}, is among them"
+              if named in checked_trials(frame)
+              else f"the verdict's setup, trial {named}, has not been re-run in another precision yet")
     return ("Setups re-run in other precisions (seed 0), to see whether a verdict hangs on precision"
             + (f"; {status}" if status else "") + ":")
 
