@@ -91,20 +91,26 @@ def paper_pairs(paper_dir: str | Path | None) -> list[SongPair]:
     return [SongPair("paper", content, style)]
 
 
-def rendered_pairs(folder: str | Path | None = None, pairs: int | None = None) -> list[SongPair]:
+def rendered_pairs(folder: str | Path | None = None, pairs: int | None = None,
+                   held_out: bool | None = False) -> list[SongPair]:
     """The rendered corpus with targets (musicstyle.rendered): rendered into `folder` (default: the cache
-    under $MUSICSTYLE_CACHE_DIR or ~/.cache/musicstyle) unless already there."""
+    under $MUSICSTYLE_CACHE_DIR or ~/.cache/musicstyle) unless already there.
+
+    held_out: False (default) the tuning pairs 'r..', True the held-out pairs 'h..', None every pair.
+    """
     from .rendered import load_manifest, render_corpus
 
     manifest_path = render_corpus(folder) if pairs is None else render_corpus(folder, pairs=pairs)
     root = manifest_path.parent
     # rendered pieces start on their first note (no fade-in to skip): the clip starts at 0 s in any sweep
     return [SongPair(p["name"], root / p["content"], root / p["style"], offset_seconds=0.0, target=root / p["target"])
-            for p in load_manifest(root)["pairs"]]
+            for p in load_manifest(root)["pairs"] if held_out is None or bool(p.get("held_out")) == held_out]
 
 
 def rendered_subset(spec: str) -> list[SongPair]:
-    """'rendered' (every pair of the rendered corpus) or 'rendered:N' (its first N pairs, for a cheaper sweep)."""
+    """'rendered' (every tuning pair of the rendered corpus) or 'rendered:N' (its first N, for a cheaper sweep).
+
+    The held-out pairs are never among them: they are kept for the verdict (musicstyle truth verdict)."""
     pairs = rendered_pairs()
     if spec == "rendered":
         return pairs

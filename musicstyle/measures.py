@@ -13,8 +13,9 @@ MEASURES = ("final_loss", "content_loss", "style_loss", "content_loss_unweighted
             "style_distance", "content_distance", "spectral_convergence", "quality_score", "iterations",
             "evaluations", "optimize_seconds", "reconstruct_seconds")
 
-# per pair whose corpus knows the right answer (a target): musicstyle.truth's normalised distances to it
-TRUTH_MEASURES = ("truth_whole", "truth_timbre", "truth_content", "truth_score")
+# per pair whose corpus knows the right answer (a target): musicstyle.truth's axes, reported figures and score
+TRUTH_MEASURES = ("truth_timbre", "truth_notes", "truth_log_odds", "truth_artefacts_db", "truth_lsd_db",
+                  "truth_margin", "truth_score")
 
 # every per-pair measure a trial averages over its pairs
 PAIR_MEASURES = (*MEASURES, *TRUTH_MEASURES)
@@ -28,7 +29,7 @@ OBJECTIVES: dict[str, tuple[str, ...]] = {
     "quality": ("quality_score",),
     "loss": ("final_loss",),
     "pareto": ("content_distance", "style_distance"),
-    "truth": ("truth_score",),  # needs a corpus with targets (--corpus rendered); see docs/truth.md
+    "truth": ("truth_score",),  # minus the margin over the trivial frontier; needs targets (docs/truth.md)
 }
 
 # objectives whose measures exist only where every pair has a target

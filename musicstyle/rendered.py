@@ -1,7 +1,9 @@
 """A rendered corpus whose right answers are known: the same score played by two instruments.
 
 Each pair is content = piece P on instrument A, style = piece Q on instrument B (Q != P, B != A), and
-target = P on B, the answer a perfect timbre transfer would give. Pieces are public-domain Bach
+target = P on B, the answer a perfect timbre transfer would give; `other` = a third piece R on B (the
+right instrument with the wrong notes, a control for the truth measures' sanity suite), and the content
+piece's score as a MIDI file (what the notes measure compares against). Pieces are public-domain Bach
 chorales shipped with music21 (all four voices, at one fixed tempo); instruments are General MIDI
 programs of pretty_midi's SoundFont (TimGM6mb.sf2, GPL-2), played by FluidSynth (libfluidsynth3, through
 pyfluidsynth) with reverb and chorus off. The pairs are drawn from `seed`; rendering the same seed
@@ -36,8 +38,10 @@ INSTRUMENTS = {
 }
 SAMPLE_RATE_HZ = 22050
 TEMPO_BPM = 100.0  # every piece at one tempo: a quarter note lasts 0.6 s
-RENDER_SECONDS = 6.0  # each rendering's length (the sweep reads 4 s clips from offset 0)
-PAIRS = 24
+RENDER_SECONDS = 12.0  # each rendering's length: >= 10.5 s, so a 430-frame clip (the paper's 10 s) fits whole
+PAIRS_PER_TARGET = 7  # pairs per target instrument (the style's program): 7 programs x 7 = 49 pairs
+HELD_OUT_PER_TARGET = 2  # of those, held out of every tuning step (sweeps, measure design): 14 pairs 'h..'
+PAIRS = PAIRS_PER_TARGET * len(INSTRUMENTS)
 SEED = 0
 VELOCITY = 90
 LICENCES = {
@@ -49,22 +53,33 @@ LICENCES = {
 
 @dataclass(frozen=True)
 class RenderedPair:
-    """One pair's three renderings (file names inside the corpus folder) and what they hold."""
+    """One pair's renderings (file names inside the corpus folder) and what they hold."""
 
     name: str
     content_piece: str
     style_piece: str
     content_program: int
     style_program: int
+    other_piece: str = ""  # a third piece, played on the style's program: right instrument, wrong notes
+    held_out: bool = False  # kept out of every tuning step
 
     def files(self) -> dict[str, str]:
-        return {"content": render_name(self.content_piece, self.content_program),
-                "style": render_name(self.style_piece, self.style_program),
-                "target": render_name(self.content_piece, self.style_program)}
+        names = {"content": render_name(self.content_piece, self.content_program),
+                 "style": render_name(self.style_piece, self.style_program),
+                 "target": render_name(self.content_piece, self.style_program),
+                 "score": score_name(self.content_piece)}
+        if self.other_piece:
+            names["other"] = render_name(self.other_piece, self.style_program)
+        return names
 
 
 def render_name(piece: str, program: int) -> str:
     return f"{piece.replace('/', '-').replace('.', '_')}__gm{program:03d}.wav"
+
+
+def score_name(piece: str) -> str:
+    """The MIDI file of a piece's first RENDER_SECONDS, as rendered (the notes measure's reference)."""
+    return f"{piece.replace('/', '-').replace('.', '_')}.mid"
 
 
 def default_cache_dir() -> Path:
@@ -75,27 +90,36 @@ def default_cache_dir() -> Path:
 
 def plan_pairs(seed: int = SEED, pairs: int = PAIRS, pieces: tuple[str, ...] = PIECES,
                programs: tuple[int, ...] = tuple(INSTRUMENTS)) -> list[RenderedPair]:
-    """`pairs` pairs drawn from `seed`: distinct (P, Q, A, B) quadruples with P != Q and A != B.
+    """The first `pairs` of a plan stratified by target instrument, drawn from `seed`.
 
-    Instrument pairs are cycled through in a seeded order so that every program serves as content and
-    style about equally often; pieces are drawn at random for each.
+    Every program is the style (and so the target's instrument) of PAIRS_PER_TARGET pairs, whose content
+    programs cycle through the other programs; pieces P != Q != R are drawn at random for each. The first
+    HELD_OUT_PER_TARGET pairs of each target program are held out ('h00'...); the rest ('r00'...) come
+    first, ordered so that any prefix spans the target instruments evenly.
     """
-    if len(pieces) < 2 or len(programs) < 2:
-        raise ConfigError("a rendered corpus needs at least two pieces and two instruments")
+    if len(pieces) < 3 or len(programs) < 2:
+        raise ConfigError("a rendered corpus needs at least three pieces and two instruments")
     rng = np.random.default_rng(seed)
-    ordered = [(a, b) for a in programs for b in programs if a != b]
-    order = rng.permutation(len(ordered))
-    planned: list[RenderedPair] = []
     seen: set[tuple] = set()
-    for index in range(pairs):
-        a, b = ordered[int(order[index % len(order)])]
-        while True:
-            p, q = (pieces[int(i)] for i in rng.choice(len(pieces), size=2, replace=False))
-            if (p, q, a, b) not in seen:
-                break
-        seen.add((p, q, a, b))
-        planned.append(RenderedPair(f"r{index:02d}", p, q, a, b))
-    return planned
+    by_target: list[list[tuple]] = []
+    for b in programs:
+        others = [a for a in programs if a != b]
+        contents = [others[int(i)] for i in rng.permutation(len(others))]
+        drawn = []
+        for k in range(PAIRS_PER_TARGET):
+            a = contents[k % len(contents)]
+            while True:
+                p, q, r = (pieces[int(i)] for i in rng.choice(len(pieces), size=3, replace=False))
+                if (p, q, a, b) not in seen:
+                    break
+            seen.add((p, q, a, b))
+            drawn.append((p, q, a, b, r))
+        by_target.append(drawn)
+    held = [d for drawn in by_target for d in drawn[:HELD_OUT_PER_TARGET]]
+    tuning = [drawn[k] for k in range(HELD_OUT_PER_TARGET, PAIRS_PER_TARGET) for drawn in by_target]
+    planned = [RenderedPair(f"r{i:02d}", p, q, a, b, r) for i, (p, q, a, b, r) in enumerate(tuning)]
+    planned += [RenderedPair(f"h{i:02d}", p, q, a, b, r, held_out=True) for i, (p, q, a, b, r) in enumerate(held)]
+    return planned[:pairs]
 
 
 def soundfont_path() -> Path:
@@ -149,7 +173,7 @@ def piece_notes(piece: str, seconds: float = RENDER_SECONDS) -> list[tuple[int, 
 
 
 def render_notes(notes: list[tuple[int, float, float]], program: int, seconds: float = RENDER_SECONDS,
-                 sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
+                 sample_rate_hz: int = SAMPLE_RATE_HZ, soundfont: Path | None = None) -> np.ndarray:
     """Play `notes` on General MIDI `program` with FluidSynth: -> (round(seconds * rate),) float32, peak 0.5.
 
     Events are sent at their exact sample positions; reverb and chorus are off so the rendering is dry.
@@ -159,7 +183,7 @@ def render_notes(notes: list[tuple[int, float, float]], program: int, seconds: f
     for key, value in (("synth.reverb.active", 0), ("synth.chorus.active", 0)):
         synth.setting(key, value)
     try:
-        sfid = synth.sfload(str(soundfont_path()))
+        sfid = synth.sfload(str(soundfont or soundfont_path()))
         synth.program_select(0, sfid, 0, program)
         events = sorted([(round(s * sample_rate_hz), 1, p) for p, s, _ in notes]
                         + [(round(e * sample_rate_hz), 0, p) for p, _, e in notes])  # offs before ons at a time
@@ -195,6 +219,36 @@ def render_piece(piece: str, program: int, path: Path) -> None:
         sf.write(str(tmp), audio, SAMPLE_RATE_HZ, format="WAV", subtype="PCM_16")
 
 
+def write_score(notes: list[tuple[int, float, float]], path: Path) -> None:
+    """Notes (MIDI pitch, start s, end s) as a one-track MIDI file (atomic write)."""
+    import pretty_midi
+
+    from .io import atomic_path
+
+    midi = pretty_midi.PrettyMIDI(initial_tempo=TEMPO_BPM)
+    track = pretty_midi.Instrument(program=0)
+    track.notes = [pretty_midi.Note(velocity=VELOCITY, pitch=p, start=s, end=e) for p, s, e in notes]
+    midi.instruments.append(track)
+    with atomic_path(path) as tmp:
+        midi.write(str(tmp))
+
+
+def read_score(path: str | Path) -> list[tuple[int, float, float]]:
+    """(MIDI pitch, start s, end s) of every note in a MIDI file, drums left out; a ConfigError names a bad file."""
+    import pretty_midi
+
+    try:
+        midi = pretty_midi.PrettyMIDI(str(path))
+    except FileNotFoundError:
+        raise ConfigError(f"score file not found: {path}") from None
+    except Exception as err:  # mido / pretty_midi raise many kinds on a file that is not MIDI
+        raise ConfigError(f"{path}: not a readable MIDI file ({type(err).__name__})") from None
+    notes = sorted((n.pitch, float(n.start), float(n.end)) for i in midi.instruments if not i.is_drum for n in i.notes)
+    if not notes:
+        raise ConfigError(f"{path}: the MIDI file has no notes")
+    return notes
+
+
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -205,16 +259,23 @@ def render_corpus(folder: str | Path | None = None, seed: int = SEED, pairs: int
 
     Files already present are not rendered again. Returns the manifest's path.
     """
-    folder = Path(folder) if folder else default_cache_dir() / f"rendered-seed{seed}-pairs{pairs}"
+    folder = Path(folder) if folder else default_cache_dir() / (
+        f"rendered-seed{seed}-pairs{pairs}-{RENDER_SECONDS:g}s")  # the length is part of what was rendered
     folder.mkdir(parents=True, exist_ok=True)
     planned = plan_pairs(seed, pairs, pieces, programs)
     needed = sorted({(piece, program) for p in planned for piece, program in (
-        (p.content_piece, p.content_program), (p.style_piece, p.style_program), (p.content_piece, p.style_program))})
+        (p.content_piece, p.content_program), (p.style_piece, p.style_program), (p.content_piece, p.style_program),
+        (p.other_piece, p.style_program))})
     files = {}
     for piece, program in needed:
         path = folder / render_name(piece, program)
         if not path.is_file():
             render_piece(piece, program, path)
+        files[path.name] = sha256_file(path)
+    for piece in sorted({p.content_piece for p in planned}):
+        path = folder / score_name(piece)
+        if not path.is_file():
+            write_score(piece_notes(piece), path)
         files[path.name] = sha256_file(path)
     manifest = {
         "seed": seed, "sample_rate_hz": SAMPLE_RATE_HZ, "tempo_bpm": TEMPO_BPM, "seconds": RENDER_SECONDS,
@@ -223,7 +284,8 @@ def render_corpus(folder: str | Path | None = None, seed: int = SEED, pairs: int
                      for k in sorted({g for _, g in needed}) if k in INSTRUMENTS},
         "licences": LICENCES, "files_sha256": files,
         "pairs": [{"name": p.name, "content_piece": p.content_piece, "style_piece": p.style_piece,
-                   "content_program": p.content_program, "style_program": p.style_program, **p.files()}
+                   "other_piece": p.other_piece, "content_program": p.content_program,
+                   "style_program": p.style_program, "held_out": p.held_out, **p.files()}
                   for p in planned],
     }
     from .io import write_json

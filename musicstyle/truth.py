@@ -1,30 +1,26 @@
-"""Ground-truth measures: how far a transfer's audio is from its pair's target, without the random network.
+"""Ground-truth measures: how far a transfer's audio is from its pair's right answer, on two axes that
+pass their own sanity suite (musicstyle.sanity, results/truth/sanity.md), and a score no trivial output
+can win.
 
 A rendered pair (musicstyle.rendered) has a target: the content's piece played by the style's
-instrument. Every audio is first scaled to unit RMS (loudness is not what a transfer is judged on), then
-analysed at the run's STFT size and hop (Hann, centred), cropped to the frames both sides have (T):
+instrument, and the score it was played from. Every audio is measured in one fixed analysis space
+(musicstyle.timbre: 22050 Hz, STFT 2048 / 512), whatever the run's settings:
 
-    L(y) = log10(mel(y) + 1e-6)                  (64 mel bands, T)  log-mel power
-    C(y) = MFCC 1..19 of L, pooled over time     (38,)  mean and std of each coefficient over frames
-    K(y) = chroma(|STFT y|)                      (12, T)  pitch-class energy, each frame unit-normalised
+    truth_timbre   sigmoid(-log_odds): 0 the target's instrument, 1 the content's (musicstyle.timbre)
+    truth_notes    (d_N(y) - d_N(oracle)) / (d_N(style copy) - d_N(oracle)): 0 the target's notes, 1 as far
+                   from them as the style song (musicstyle.notes; d_N against the score's pitch classes)
+    truth_artefacts_db, truth_lsd_db   reported, never folded into the score (musicstyle.notes)
 
-    whole   d_W(y) = mean_{b,t} |L(y) - L(target)|                   frame by frame, all at once
-    timbre  d_T(y) = || C(y) - C(target) ||_2                        time-pooled: timing does not matter
-    content d_K(y) = 1 - mean_t <K(y)[:, t], K(target)[:, t]>        the notes, frame-aligned (the target
-                                                                     plays the content's piece, same timing)
+The oracle is the target through the run's own Griffin-Lim, so reconstruction damage alone scores 0.
+The pair's trivial frontier is the set of (timbre, notes) points of the outputs that transfer nothing,
+all through the same Griffin-Lim: the content and style copies, the waveform and magnitude mixes and
+EQ matching (musicstyle.baselines). An output's margin over it is
 
-Each is normalised against references put through the *same* Griffin-Lim as the transfer (the run's
-n_fft, hop, iterations and seed), so Griffin-Lim's own damage scores 0:
+    truth_margin = min over trivial b of max(timbre_b - timbre_y, notes_b - notes_y)
 
-    oracle = GL(|STFT target|), content copy = GL(|STFT content|), style copy = GL(|STFT style|)
-    whole, timbre:  m = (d(y) - d(oracle)) / (d(content copy) - d(oracle))   0 = oracle, 1 = content copy
-    content:        m = (d(y) - d(oracle)) / (d(style copy) - d(oracle))     0 = oracle, 1 = style copy
-
-The content measure's 1 is the style copy (the wrong notes): the content copy has the right notes, so
-it scores well below 1 there (above 0 only through its instrument's harmonics) and would make a useless
-unit. One number to minimise:
-
-    truth_score = (timbre + content) / 2          0 = the target; copying either song scores about 0.5
+positive only when no trivial output is at least as good on both axes; every trivial output has
+margin <= 0 (against itself it is 0). The number a sweep minimises is truth_score = -truth_margin:
+below 0 the output beats every trivial output, 0 or above it does not.
 """
 
 from __future__ import annotations
@@ -36,50 +32,16 @@ from typing import Any
 import numpy as np
 
 from .audio import load_clip
+from .baselines import trivial_audios
 from .config import TransferConfig
 from .errors import ConfigError
 from .measures import TRUTH_MEASURES
+from .notes import artefact_db, chroma, lsd_db, notes_distance, pitch_class_roll
 from .reconstruct import griffin_lim
 from .spectrogram import crop_frames, log_magnitude
+from .timbre import TimbreModel, load_timbre_model, resample, timbre_badness, timbre_features
 
-MEL_BANDS = 64
-MFCC_COEFFICIENTS = 20  # c0 (overall level) is dropped: 19 are kept
-MEASURES = ("whole", "timbre", "content")
-TRUTH_COLUMNS = TRUTH_MEASURES  # truth_<measure> for each of MEASURES, then truth_score
-
-
-@dataclass(frozen=True)
-class TruthFeatures:
-    """logmel: (MEL_BANDS, T) float64; timbre: (2 * (MFCC_COEFFICIENTS - 1),); chroma: (12, T), unit columns."""
-
-    logmel: np.ndarray
-    timbre: np.ndarray
-    chroma: np.ndarray
-
-
-def truth_features(audio: np.ndarray, sample_rate_hz: int, n_fft: int, hop: int) -> TruthFeatures:
-    """Features of one audio (samples,) after scaling it to unit RMS."""
-    import librosa
-
-    y = np.asarray(audio, dtype=np.float64)
-    y = y / max(float(np.sqrt(np.mean(y * y))), 1e-12)
-    power = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop, window="hann", center=True)) ** 2
-    mel = librosa.feature.melspectrogram(S=power, sr=sample_rate_hz, n_mels=MEL_BANDS)
-    logmel = np.log10(mel + 1e-6)
-    mfcc = librosa.feature.mfcc(S=10 * logmel, n_mfcc=MFCC_COEFFICIENTS)[1:]
-    timbre = np.concatenate([mfcc.mean(axis=1), mfcc.std(axis=1)])
-    chroma = librosa.feature.chroma_stft(S=power, sr=sample_rate_hz, n_fft=n_fft, norm=None)
-    chroma = chroma / np.maximum(np.linalg.norm(chroma, axis=0, keepdims=True), 1e-12)
-    return TruthFeatures(logmel, timbre, chroma)
-
-
-def raw_distances(out: TruthFeatures, target: TruthFeatures) -> dict[str, float]:
-    """Unnormalised d_W, d_T, d_K (module docstring) over the frames both have."""
-    frames = min(out.logmel.shape[1], target.logmel.shape[1])
-    whole = float(np.mean(np.abs(out.logmel[:, :frames] - target.logmel[:, :frames])))
-    timbre = float(np.linalg.norm(out.timbre - target.timbre))
-    content = float(1.0 - np.mean(np.sum(out.chroma[:, :frames] * target.chroma[:, :frames], axis=0)))
-    return {"whole": whole, "timbre": timbre, "content": content}
+TRUTH_COLUMNS = TRUTH_MEASURES
 
 
 def through_griffin_lim(audio: np.ndarray, frames: int, config: TransferConfig) -> np.ndarray:
@@ -88,60 +50,108 @@ def through_griffin_lim(audio: np.ndarray, frames: int, config: TransferConfig) 
     return griffin_lim(magnitude, config.n_fft, config.hop, config.griffin_lim_iters, config.seed)
 
 
+def frontier_margin(point: tuple[float, float], frontier: list[tuple[float, float]]) -> float:
+    """min over frontier points b of max(b_timbre - timbre, b_notes - notes) (module docstring)."""
+    timbre, notes = point
+    return float(min(max(bt - timbre, bn - notes) for bt, bn in frontier))
+
+
 @dataclass
 class TruthReference:
-    """A pair's target features and the raw distances of its references (floor and units)."""
+    """One pair's right answer in the analysis space, and its trivial frontier.
 
-    target: TruthFeatures
-    oracle: dict[str, float]
-    content_copy: dict[str, float]
-    style_copy: dict[str, float]
+    target_audio: (samples,) at the analysis rate; reference: (12, T) pitch classes (the score's roll or the
+    target's chroma); target_class / content_class: the timbre model's row for each instrument; frontier:
+    trivial output name -> (timbre, notes)."""
+
+    model: TimbreModel
     sample_rate_hz: int
-    n_fft: int
-    hop: int
+    target_audio: np.ndarray
+    reference: np.ndarray
+    target_class: int
+    content_class: int
+    notes_floor: float  # d_N(oracle)
+    notes_unit: float  # d_N(style copy) - d_N(oracle)
+    frontier: dict[str, tuple[float, float]]
+    trivial: dict[str, np.ndarray]  # name -> audio of each trivial output and the oracle, as scored
 
-    def normalise(self, raw: dict[str, float]) -> dict[str, float]:
-        units = {"whole": self.content_copy, "timbre": self.content_copy, "content": self.style_copy}
-        out = {f"truth_{m}": (raw[m] - self.oracle[m]) / max(units[m][m] - self.oracle[m], 1e-12) for m in MEASURES}
-        out["truth_score"] = (out["truth_timbre"] + out["truth_content"]) / 2
-        return out
+    def axes(self, audio: np.ndarray) -> dict[str, float]:
+        """timbre, notes, log-odds, artefacts and LSD of an output (samples,) at the run's rate."""
+        y = resample(audio, self.sample_rate_hz)
+        logp = self.model.log_probabilities(timbre_features(y))
+        log_odds = float(logp[self.target_class] - logp[self.content_class])
+        notes = (notes_distance(chroma(y), self.reference) - self.notes_floor) / self.notes_unit
+        return {"truth_timbre": timbre_badness(log_odds), "truth_notes": float(notes), "truth_log_odds": log_odds,
+                "truth_artefacts_db": artefact_db(y), "truth_lsd_db": lsd_db(y, self.target_audio)}
 
     def measures(self, audio: np.ndarray) -> dict[str, float]:
-        """Normalised measures of an output audio (samples,): keys TRUTH_COLUMNS."""
-        return self.normalise(raw_distances(truth_features(audio, self.sample_rate_hz, self.n_fft, self.hop),
-                                            self.target))
+        """Every TRUTH_COLUMNS measure of an output audio (samples,)."""
+        out = self.axes(audio)
+        margin = frontier_margin((out["truth_timbre"], out["truth_notes"]), list(self.frontier.values()))
+        return out | {"truth_margin": margin, "truth_score": -margin}
+
+
+def _distinct_classes(model: TimbreModel, target: np.ndarray, content: np.ndarray) -> tuple[int, int]:
+    """The model's most likely instrument of the target clip and of the content clip, kept distinct (the
+    content's second choice when both agree)."""
+    t = model.log_probabilities(timbre_features(target))
+    c = model.log_probabilities(timbre_features(content))
+    target_class = int(np.argmax(t))
+    ranked = [int(i) for i in np.argsort(-c)]
+    return target_class, next(i for i in ranked if i != target_class)
 
 
 def truth_reference(content_audio: np.ndarray, style_audio: np.ndarray, target_audio: np.ndarray, frames: int,
-                    config: TransferConfig) -> TruthReference:
-    """Build a pair's reference from its three clips (samples,) and the transfer's frame count."""
-    def feats(y: np.ndarray) -> TruthFeatures:
-        return truth_features(y, config.sample_rate_hz, config.n_fft, config.hop)
+                    config: TransferConfig, score_notes: list[tuple[int, float, float]] | None = None,
+                    offset_seconds: float = 0.0, model: TimbreModel | None = None) -> TruthReference:
+    """A pair's reference from its three clips (samples,) at the run's rate, the transfer's frame count and,
+    when known, the content piece's notes (MIDI pitch, start s, end s) from its start."""
+    model = model or load_timbre_model()
+    rate = config.sample_rate_hz
+    target = resample(target_audio, rate)
+    target_class, content_class = _distinct_classes(model, target, resample(content_audio, rate))
+    if score_notes is not None:
+        shifted = [(p, s - offset_seconds, e - offset_seconds) for p, s, e in score_notes]
+        reference = pitch_class_roll(shifted, chroma(target).shape[1])
+    else:
+        reference = chroma(target)
+    trivial = trivial_audios(content_audio, style_audio, frames, config, target_audio)
+    oracle = notes_distance(chroma(resample(trivial["oracle"], rate)), reference)
+    style = notes_distance(chroma(resample(trivial["style copy"], rate)), reference)
+    if style - oracle <= 1e-6:
+        raise ConfigError("the style song's notes are as close to the target's as the target's own: the notes "
+                          "measure has no unit on this pair")
+    partial = TruthReference(model, rate, target, reference, target_class, content_class, oracle, style - oracle,
+                             {}, trivial)
+    for name, audio in trivial.items():
+        if name == "oracle":
+            continue
+        axes = partial.axes(audio)
+        partial.frontier[name] = (axes["truth_timbre"], axes["truth_notes"])
+    return partial
 
-    target = feats(target_audio)
-    raw = {name: raw_distances(feats(through_griffin_lim(y, frames, config)), target)
-           for name, y in (("oracle", target_audio), ("content", content_audio), ("style", style_audio))}
-    return TruthReference(target, raw["oracle"], raw["content"], raw["style"], config.sample_rate_hz,
-                          config.n_fft, config.hop)
 
-
-def _paths(pair: Any) -> tuple[Path, Path, Path, float | None, float | None]:
-    """(content, style, target, offset, clip) from a SongPair or a (content, style, target) tuple."""
+def _paths(pair: Any) -> tuple[Path, Path, Path, Path | None, float | None, float | None]:
+    """(content, style, target, score, offset, clip) from a SongPair or a (content, style, target[, score]) tuple."""
     if isinstance(pair, (tuple, list)):
-        content, style, target = pair
-        return Path(content), Path(style), Path(target), None, None
+        content, style, target, *score = pair
+        return Path(content), Path(style), Path(target), (Path(score[0]) if score else None), None, None
     if getattr(pair, "target", None) is None:
         raise ConfigError(f"pair '{getattr(pair, 'name', pair)}' has no target: the truth measures need a "
                           "rendered corpus (--corpus rendered)")
-    return Path(pair.content), Path(pair.style), Path(pair.target), pair.offset_seconds, pair.clip_seconds
+    score = getattr(pair, "score", None)
+    return (Path(pair.content), Path(pair.style), Path(pair.target), Path(score) if score else None,
+            pair.offset_seconds, pair.clip_seconds)
 
 
 def reference_for(pair: Any, config: TransferConfig, cache: dict | None = None) -> TruthReference:
     """The pair's TruthReference for `config`, built once per (pair, audio and Griffin-Lim settings) in `cache`."""
-    content, style, target, offset, clip = _paths(pair)
+    from .rendered import read_score
+
+    content, style, target, score, offset, clip = _paths(pair)
     offset = config.offset_seconds if offset is None else offset
     clip = config.clip_seconds if clip is None else clip
-    key = (str(content), str(style), str(target), offset, clip, config.sample_rate_hz, config.frames,
+    key = (str(content), str(style), str(target), str(score), offset, clip, config.sample_rate_hz, config.frames,
            config.n_fft, config.hop, config.griffin_lim_iters, config.seed)
     if cache is not None and key in cache:
         return cache[key]
@@ -149,7 +159,8 @@ def reference_for(pair: Any, config: TransferConfig, cache: dict | None = None) 
     frames = min(1 + len(y) // config.hop for y in clips)
     if config.frames is not None:
         frames = min(frames, config.frames)
-    reference = truth_reference(*clips, frames, config)
+    notes = read_score(score) if score is not None else None
+    reference = truth_reference(*clips, frames, config, notes, offset or 0.0)
     if cache is not None:
         cache[key] = reference
     return reference
@@ -157,10 +168,9 @@ def reference_for(pair: Any, config: TransferConfig, cache: dict | None = None) 
 
 def truth_measures(output_audio: np.ndarray, pair: Any, config: TransferConfig,
                    cache: dict | None = None) -> dict[str, float]:
-    """Normalised ground-truth measures of a transfer's audio (samples,) against its pair's target.
+    """Ground-truth measures of a transfer's audio (samples,) against its pair's target (TRUTH_COLUMNS).
 
-    `pair` is a SongPair with a target or a (content, style, target) tuple of paths; `cache` (a dict the
-    caller keeps) holds each pair's reference so a sweep pays for its Griffin-Lim floors once.
-    Returns truth_whole, truth_timbre, truth_content and truth_score (the one to minimise).
+    `pair` is a SongPair with a target or a (content, style, target[, score]) tuple of paths; `cache` (a dict
+    the caller keeps) holds each pair's reference so a sweep pays for its frontier once.
     """
     return reference_for(pair, config, cache).measures(output_audio)
