@@ -43,8 +43,8 @@ def test_fast_bf16_needs_the_flags_and_no_cap():
 
 @pytest.mark.parametrize("flags, expected", [(AMX, "bf16"), (AVX2, "fp32")])
 def test_auto_resolves_from_the_cpu_flags(monkeypatch, flags, expected):
-    monkeypatch.setattr(musicstyle.machine, "cpu_info", lambda: ("test CPU", flags))
-    monkeypatch.setattr(musicstyle.network, "bf16_supported", lambda device: True)
+    monkeypatch.setattr(musicstyle.util.machine, "cpu_info", lambda: ("test CPU", flags))
+    monkeypatch.setattr(musicstyle.engine.network, "bf16_supported", lambda device: True)
     for name in musicstyle.util.machine.CAPPED_ENV:
         monkeypatch.delenv(name, raising=False)
     precision, why = resolve_precision("auto", "cpu")
@@ -73,7 +73,7 @@ def test_asked_bf16_on_a_slow_cpu_warns_once_per_process(monkeypatch):
 
 
 def test_the_sweep_records_the_precision_it_resolves(monkeypatch):
-    monkeypatch.setattr(musicstyle.machine, "fast_bf16_cpu", lambda: (False, "no avx512_bf16 or amx_bf16"))
+    monkeypatch.setattr(musicstyle.util.machine, "fast_bf16_cpu", lambda: (False, "no avx512_bf16 or amx_bf16"))
     settings = parse_settings({"fixed": {"precision": "auto"}}, "test.yaml")
     precision, why = resolve_sweep_precision(settings)
     assert precision == "fp32" and "no avx512_bf16" in why
@@ -121,7 +121,7 @@ search:
 
 
 def test_tiny_default_like_sweep_projects_once_warns_never_and_varies_lr(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(musicstyle.machine, "fast_bf16_cpu", lambda: (False, "no avx512_bf16 or amx_bf16 here"))
+    monkeypatch.setattr(musicstyle.util.machine, "fast_bf16_cpu", lambda: (False, "no avx512_bf16 or amx_bf16 here"))
     monkeypatch.setattr(musicstyle.engine.problem, "bf16_supported", lambda device: False)
     musicstyle.engine.problem._warn_once.cache_clear()
     config = tmp_path / "tiny.yaml"

@@ -117,7 +117,7 @@ def break_after_preflight(monkeypatch, victims: list[Path], kind: str) -> None:
             BREAKAGES[kind](victim)
         return result
 
-    monkeypatch.setattr(musicstyle.corpus, "preflight", preflight_then_break)
+    monkeypatch.setattr(musicstyle.data.corpus, "preflight", preflight_then_break)
 
 
 @pytest.mark.parametrize("kind", list(BREAKAGES))
