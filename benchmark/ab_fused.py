@@ -1,4 +1,4 @@
-"""The bf16 step with and without fused.py's compiled passes, alternated: what they are worth.
+"""The bf16 step with and without engine/fast/fused.py's compiled passes, alternated: what they are worth.
 
     python benchmark/ab_fused.py             # about 6 minutes on 2 CPU cores; writes results/fused-ab.md
     python benchmark/ab_fused.py --runs 0    # the steps only, about a minute
@@ -22,20 +22,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_step import REPO, anchored, floor_products, make_config, project_step, without_fused_passes
+from common import machine, paper_pair, start_spectrogram, synthetic_pair, table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_step import REPO, anchored, floor_products, make_config, project_step, without_fused_passes  # noqa: E402
-from common import machine, paper_pair, start_spectrogram, synthetic_pair, table  # noqa: E402
-
-from musicstyle.io import write_text  # noqa: E402
-from musicstyle.optimize import (  # noqa: E402
+from musicstyle.engine.optimize import (
     Problem,
     build_problem,
     clear_problem_cache,
     keep_freed_memory,
     optimize_spectrogram,
 )
+from musicstyle.util.io import write_text
 
 
 def alternate(fused: Callable[[], float], autograd: Callable[[], float], pairs: int) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     for frames in (430, 173) if args.runs else ():
         rows.append(run_row(device, frames, args.runs, args.iterations))
         print("  ", rows[-1], flush=True)
-    report = (f"# bf16 step: compiled passes (fused.py) against autograd, alternated\n\nCommand: `{command.strip()}`"
+    report = (f"# bf16 step: compiled passes (engine/fast/fused.py) against autograd, alternated\n\n"
+              f"Command: `{command.strip()}`"
               f"\n\nMachine: {machine(device)}; date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Steps on "
               "synthetic spectrograms through an anchor near them; runs on the paper's songs where "
               "$MUSICSTYLE_PAPER_SONGS has them, the problem built inside each run as in a sweep's trial. Times in ms; "

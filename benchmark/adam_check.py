@@ -20,15 +20,14 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from musicstyle.data.corpus import resolve_pairs
+from musicstyle.engine.network import resolve_precision
+from musicstyle.engine.transfer import load_pair, resolve_device, run_transfer
+from musicstyle.sweep.config import load_settings
+from musicstyle.util.io import write_text
+from musicstyle.util.machine import describe, limit_threads
 
-from musicstyle.corpus import resolve_pairs  # noqa: E402
-from musicstyle.io import write_text  # noqa: E402
-from musicstyle.machine import describe, limit_threads  # noqa: E402
-from musicstyle.network import resolve_precision  # noqa: E402
-from musicstyle.sweepconfig import load_settings  # noqa: E402
-from musicstyle.transfer import load_pair, resolve_device, run_transfer  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 WEIGHTS = ((1e-2, 1.0), (1e-3, 10.0))  # (alpha, beta): the base paper's, and a style-heavy one
 

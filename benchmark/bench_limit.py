@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from musicstyle.config import make_config
-from musicstyle.limit import BLOCK_FRAMES, build_limit_problem
-from musicstyle.optimize import build_problem
+from musicstyle.engine.limit.kernels import BLOCK_FRAMES, build_limit_problem
+from musicstyle.engine.optimize import build_problem
 
 LIMIT_ACTIVATIONS = ("relu", "leaky_relu", "linear", "elu", "selu", "gelu", "tanh")
 

@@ -11,17 +11,17 @@ import torch
 from common import interleaved, paper_pair, synchronize, table
 
 from musicstyle.config import INIT_NOISE_STD, TransferConfig, make_config
-from musicstyle.optimize import clear_problem_cache, optimize_spectrogram
-from musicstyle.paper import PAPER_ROWS
-from musicstyle.reconstruct import griffin_lim, griffin_lim_librosa
-from musicstyle.reference import StraightStep
+from musicstyle.data.paper_songs import PAPER_ROWS
+from musicstyle.engine.optimize import clear_problem_cache, optimize_spectrogram
+from musicstyle.engine.reconstruct import griffin_lim, griffin_lim_librosa
+from musicstyle.engine.reference import StraightStep
 
 
 def bench_griffin_lim(device: torch.device, log_mag: np.ndarray, iters: int, rounds: int,
                       config: TransferConfig) -> tuple[list[list[str]], dict[str, float]]:
     """librosa's Griffin-Lim against the torch one on the same magnitude (bins, frames)."""
-    from musicstyle.metrics import spectral_convergence
-    from musicstyle.spectrogram import magnitude_from_log
+    from musicstyle.engine.metrics import spectral_convergence
+    from musicstyle.engine.spectrogram import magnitude_from_log
 
     magnitude = magnitude_from_log(log_mag)
     n_fft, hop = config.n_fft, config.hop
@@ -42,7 +42,7 @@ def straightforward_run(content: np.ndarray, style: np.ndarray, config: Transfer
 
     Returns (seconds, final loss, evaluations).
     """
-    from musicstyle.spectrogram import magnitude_from_log
+    from musicstyle.engine.spectrogram import magnitude_from_log
 
     start = time.perf_counter()
     c, s = (torch.as_tensor(a, dtype=torch.float32, device=device) for a in (content, style))
@@ -66,7 +66,7 @@ def straightforward_run(content: np.ndarray, style: np.ndarray, config: Transfer
 def project_run(content: np.ndarray, style: np.ndarray, config: TransferConfig, device: torch.device
                 ) -> tuple[float, float, int, bool]:
     """The project's way end to end (cold: filters and targets built inside): optimise, Griffin-Lim."""
-    from musicstyle.spectrogram import magnitude_from_log
+    from musicstyle.engine.spectrogram import magnitude_from_log
 
     clear_problem_cache()
     start = time.perf_counter()

@@ -11,7 +11,7 @@ step table the float32 rows and the bf16 rows are two such groups (a bf16 step t
 as in a run), and a row's cost against its floor is the median of the per-round ratios, with quartiles.
 
 - step: the straightforward float32 step written here as the reference (F.conv1d, activation, Gram
-  F F^T over the filters, both losses, autograd backward); the project's step as optimize.py runs
+  F F^T over the filters, both losses, autograd backward); the project's step as engine/optimize.py runs
   it (Problem.loss_parts + backward) in every mode; the floor: the two products a step cannot avoid
   (the convolution as the filter matrix times the unfolded input, and the transposed product for the
   input gradient), at the same shapes and precision;
@@ -36,14 +36,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmark"))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from bench_run import bench_whole_run, griffin_lim_section  # noqa: E402
-from common import (  # noqa: E402
+import numpy as np
+import torch
+from bench_run import bench_whole_run, griffin_lim_section
+from common import (
     interleaved,
     interleaved_times,
     machine,
@@ -56,11 +52,11 @@ from common import (  # noqa: E402
     with_threads,
 )
 
-from musicstyle import fused, optimize  # noqa: E402
-from musicstyle.config import make_config  # noqa: E402
-from musicstyle.io import write_text  # noqa: E402
-from musicstyle.losses import StyleTarget, style_distance_sq, style_target  # noqa: E402
-from musicstyle.network import (  # noqa: E402
+from musicstyle.config import make_config
+from musicstyle.engine import optimize
+from musicstyle.engine.fast import fused
+from musicstyle.engine.losses import StyleTarget, style_distance_sq, style_target
+from musicstyle.engine.network import (
     ConvMatrices,
     bf16_supported,
     conv_matrices,
@@ -68,7 +64,7 @@ from musicstyle.network import (  # noqa: E402
     product_columns,
     unfold_frames,
 )
-from musicstyle.optimize import (  # noqa: E402
+from musicstyle.engine.optimize import (
     ANCHOR_REFRESH_ITERATIONS,
     Problem,
     _next_anchor,
@@ -77,7 +73,10 @@ from musicstyle.optimize import (  # noqa: E402
     keep_freed_memory,
     uses_anchor,
 )
-from musicstyle.reference import StraightStep  # noqa: E402
+from musicstyle.engine.reference import StraightStep
+from musicstyle.util.io import write_text
+
+REPO = Path(__file__).resolve().parents[1]
 
 HAVE_LIBROSA = importlib.util.find_spec("librosa") is not None  # audio sections need it (GPU boxes may lack it)
 Step = Callable[[torch.Tensor], tuple[float, torch.Tensor]]  # (bins, frames) -> (loss, gradient)
@@ -86,7 +85,7 @@ SYSTEM_MALLOC = False  # --system-malloc: glibc's malloc settings left alone, sc
 
 
 def project_step(problem: Problem) -> Step:
-    """The project's step as optimize.py runs it: Problem.loss_parts, then backward."""
+    """The project's step as engine/optimize.py runs it: Problem.loss_parts, then backward."""
 
     def step(spec: torch.Tensor) -> tuple[float, torch.Tensor]:
         x = spec.detach().clone().requires_grad_(True)
@@ -139,7 +138,8 @@ def floor_products(filters: torch.Tensor, spec: torch.Tensor, dtype: torch.dtype
 
 
 def without_fused_passes(fn: Callable[[], object]) -> Callable[[], object]:
-    """`fn` with the compiled passes off (fused.py's and series.py's, MUSICSTYLE_COMPILE=0): op by op."""
+    """`fn` with the compiled passes off (engine/fast/fused.py's and engine/limit/series.py's, MUSICSTYLE_COMPILE=0):
+    op by op."""
     def run() -> object:
         before = fused.COMPILE
         fused.COMPILE = False
@@ -152,7 +152,7 @@ def without_fused_passes(fn: Callable[[], object]) -> Callable[[], object]:
 
 
 def warm_fused_passes(device: torch.device) -> None:
-    """Compile fused.py's passes on a tiny bf16 problem (they are compiled for all shapes at once),
+    """Compile engine/fast/fused.py's passes on a tiny bf16 problem (they are compiled for all shapes at once),
     so that a subprocess's peak memory is the step's, not the compiler's."""
     config = make_config({"n_fft": 128, "hop": 32, "filters": 64, "kernel_width": 5, "device": device.type,
                           "precision": "bf16"})
@@ -369,7 +369,8 @@ def main(argv: list[str] | None = None) -> None:
                     "zeros to whole blocks of the CPU's kernels (network.product_columns); the floor rows on those "
                     "columns show what that padding buys. The bf16 step runs through an anchor, as in an L-BFGS run "
                     "(optimize.uses_anchor), its style term too (losses.StyleAnchor), written out with its "
-                    "elementwise passes compiled by torch.compile (fused.py; compiled before timing); the row "
+                    "elementwise passes compiled by torch.compile (engine/fast/fused.py; compiled before timing); "
+                    "the row "
                     "'without fused passes' is the same step through autograd, op by op; the row 'in a run' adds "
                     "what a run pays besides: a new anchor each step and the exact refreshes (a mean, against the "
                     f"floor's median). The float32 rows are interleaved among themselves, {rounds} rounds; the bf16 "

@@ -20,16 +20,15 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from musicstyle.data.corpus import resolve_pairs
+from musicstyle.sweep.budget import measure, resolve_sweep_precision
+from musicstyle.sweep.config import load_settings
+from musicstyle.sweep.plan import SweepPlan
+from musicstyle.sweep.workers import default_workers
+from musicstyle.util.machine import describe
+from musicstyle.util.progress import format_duration
 
-from musicstyle.corpus import resolve_pairs  # noqa: E402
-from musicstyle.machine import describe  # noqa: E402
-from musicstyle.progress import format_duration  # noqa: E402
-from musicstyle.sweep.budget import measure, resolve_sweep_precision  # noqa: E402
-from musicstyle.sweep.plan import SweepPlan  # noqa: E402
-from musicstyle.sweep.workers import default_workers  # noqa: E402
-from musicstyle.sweepconfig import load_settings  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 VARIANTS = {  # name -> --set overrides on the config
     "config as committed": [],

@@ -20,15 +20,14 @@ import optuna
 import pandas as pd
 from scipy.stats import spearmanr
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from musicstyle.sweep.budget import resolve_sweep_precision
+from musicstyle.sweep.cli import build_parser, plan_from_args, prepare
+from musicstyle.sweep.storage import enqueue, open_study
+from musicstyle.sweep.workers import run_workers
+from musicstyle.util.io import save_figure, write_csv, write_text
+from musicstyle.util.machine import code_version, describe
 
-from musicstyle.io import save_figure, write_csv, write_text  # noqa: E402
-from musicstyle.machine import code_version, describe  # noqa: E402
-from musicstyle.sweep.budget import resolve_sweep_precision  # noqa: E402
-from musicstyle.sweep.cli import build_parser, plan_from_args, prepare  # noqa: E402
-from musicstyle.sweep.storage import enqueue, open_study  # noqa: E402
-from musicstyle.sweep.workers import run_workers  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 COMPLETE = optuna.trial.TrialState.COMPLETE
 MEASURED = ("truth_score", "quality_score")  # the trial-level means the ranking is read on, besides the objective

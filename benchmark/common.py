@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import resource
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from musicstyle.config import INIT_NOISE_STD, TransferConfig
+from musicstyle.util.machine import describe
 
-from musicstyle.config import INIT_NOISE_STD, TransferConfig  # noqa: E402
-from musicstyle.machine import describe  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def synchronize(device: torch.device) -> None:
@@ -101,12 +99,12 @@ def start_spectrogram(content: torch.Tensor) -> torch.Tensor:
 def paper_pair(config: TransferConfig) -> tuple[np.ndarray, np.ndarray, str]:
     """The paper's songs' (bins, config.frames) log-magnitudes where $MUSICSTYLE_PAPER_SONGS has them, else a
     synthetic pair."""
-    from musicstyle.paper import paper_songs_dir
+    from musicstyle.data.paper_songs import paper_songs_dir
 
     folder = paper_songs_dir()
     content, style = (folder / "imperial.mp3", folder / "usa.mp3") if folder else (Path("-"), Path("-"))
     if content.exists() and style.exists():
-        from musicstyle.transfer import load_pair
+        from musicstyle.engine.transfer import load_pair
 
         pair = load_pair(content, style, config)
         return pair.content, pair.style, f"paper songs (imperial / usa, {pair.content.shape[1]} frames)"

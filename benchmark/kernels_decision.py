@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "DNNL_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
@@ -38,11 +37,11 @@ def measure(repeats: int, precision: str, iterations: int | None) -> dict:
     except ImportError:
         sys.exit("error: musicstyle/kernels.py was removed by this measurement's decision; check out the commit "
                  "results/kernels-decision.md names to measure again")
-    from musicstyle.corpus import builtin_pairs
-    from musicstyle.machine import describe, limit_threads
-    from musicstyle.metrics import evaluation_space
-    from musicstyle.sweepconfig import load_settings
-    from musicstyle.transfer import load_pair, run_transfer
+    from musicstyle.data.corpus import builtin_pairs
+    from musicstyle.engine.metrics import evaluation_space
+    from musicstyle.engine.transfer import load_pair, run_transfer
+    from musicstyle.sweep.config import load_settings
+    from musicstyle.util.machine import describe, limit_threads
 
     limit_threads(os.cpu_count() or 1)
     overrides = [f"fixed.precision={precision}"] + ([f"fixed.iterations={iterations}"] if iterations else [])
@@ -136,7 +135,7 @@ def main() -> None:
     if not args.setting:
         print(json.dumps(measure(args.repeats, args.precision, args.iterations)))
         return
-    from musicstyle.io import write_text
+    from musicstyle.util.io import write_text
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                             text=True).stdout.strip()

@@ -20,17 +20,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import torch
+
+from musicstyle.config import make_config
+from musicstyle.engine.limit.check import cosine, finite_point, limit_point
+from musicstyle.util.io import save_figure, write_csv, write_text
+from musicstyle.util.machine import cpu_model
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from musicstyle.config import make_config  # noqa: E402
-from musicstyle.io import save_figure, write_csv, write_text  # noqa: E402
-from musicstyle.limitcheck import cosine, finite_point, limit_point  # noqa: E402
-from musicstyle.machine import cpu_model  # noqa: E402
 
 
 def machine() -> str:
@@ -58,15 +57,14 @@ def load_pair(paper_dir: str | None, frames: int) -> tuple[torch.Tensor, torch.T
     config = make_config({"frames": frames})
     folder = paper_dir or os.environ.get("MUSICSTYLE_PAPER_SONGS")
     if folder:
-        from musicstyle.paper import paper_song_paths
-        from musicstyle.transfer import load_pair as load
+        from musicstyle.data.paper_songs import paper_song_paths
+        from musicstyle.engine.transfer import load_pair as load
 
         pair = load(*paper_song_paths(folder), config)
         source = f"the paper's songs (imperial / usa, first {pair.content.shape[1]} frames)"
         return torch.from_numpy(pair.content), torch.from_numpy(pair.style), source
-    sys.path.insert(0, str(REPO / "tests"))
-    from conftest import tone_mix
-    from musicstyle.spectrogram import log_magnitude
+    from musicstyle.data.tones import tone_mix
+    from musicstyle.engine.spectrogram import log_magnitude
 
     seconds = frames * config.hop / config.sample_rate_hz + 0.1
     specs = [log_magnitude(tone_mix(seconds, config.sample_rate_hz, f, s), config.n_fft, config.hop)[:, :frames]

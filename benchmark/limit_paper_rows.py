@@ -17,16 +17,15 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+import torch
+
+from musicstyle.config import TransferConfig
+from musicstyle.engine.limit.kernels import LOSS_SCALE_NOTE
+from musicstyle.paper.runs import WEIGHTS, plan_runs, run_all
+from musicstyle.util.io import write_text
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from musicstyle.config import TransferConfig  # noqa: E402
-from musicstyle.io import write_text  # noqa: E402
-from musicstyle.limit import LOSS_SCALE_NOTE  # noqa: E402
-from musicstyle.reproduce import WEIGHTS, plan_runs, run_all  # noqa: E402
 
 
 def finite_cells(path: Path) -> pd.DataFrame:

@@ -30,27 +30,26 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import torch
+
+from musicstyle.config import TransferConfig, make_config
+from musicstyle.data.corpus import rendered_subset
+from musicstyle.engine.metrics import fair_measures
+from musicstyle.engine.optimize import bf16_supported, optimize_spectrogram
+from musicstyle.engine.reconstruct import griffin_lim
+from musicstyle.engine.spectrogram import magnitude_from_log
+from musicstyle.reports.rankings import SCORES, best_choice, config_scores, rank_agreement
+from musicstyle.truth.command import ALPHA_RANGE, BETA_RANGE, PairData
+from musicstyle.util.io import save_figure, write_csv, write_text
+from musicstyle.util.machine import describe, limit_threads
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from musicstyle.config import TransferConfig, make_config  # noqa: E402
-from musicstyle.corpus import rendered_subset  # noqa: E402
-from musicstyle.io import save_figure, write_csv, write_text  # noqa: E402
-from musicstyle.machine import describe, limit_threads  # noqa: E402
-from musicstyle.metrics import fair_measures  # noqa: E402
-from musicstyle.optimize import bf16_supported, optimize_spectrogram  # noqa: E402
-from musicstyle.reconstruct import griffin_lim  # noqa: E402
-from musicstyle.spectrogram import magnitude_from_log  # noqa: E402
-from musicstyle.truthrun import ALPHA_RANGE, BETA_RANGE, PairData  # noqa: E402
 
 ACTIVATIONS = ("relu", "leaky_relu")
 ENGINES = ((4096, "bf16"), (math.inf, "fp32"))
 GRIFFIN_LIM_SEED = 0
-SCORES = ("truth_score", "quality_score")
 
 
 def commit() -> str:
@@ -97,49 +96,6 @@ def run_one(run: dict, data: PairData, base: TransferConfig) -> dict:
         "precision_used": used, "final_loss": result.final_loss, "iterations_done": result.iterations,
         **fair_measures(audio, space, magnitude).to_dict(), **reference.measures(audio),
         "seconds": time.perf_counter() - start, "commit": CODE["commit"]}
-
-
-def config_scores(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean over pairs per (engine, seed, config): columns SCORES, index (engine, seed, config_id)."""
-    complete = runs.groupby(["engine", "seed", "config_id"]).filter(lambda g: len(g) == runs.pair.nunique())
-    return complete.groupby(["engine", "seed", "config_id"])[list(SCORES)].mean()
-
-
-def rank_agreement(scores: pd.DataFrame, score: str) -> pd.DataFrame:
-    """Spearman rho between the configuration rankings of every two (engine, seed) columns."""
-    table = scores[score].unstack("config_id")
-    table.index = [f"{e} s{s}" for e, s in table.index]
-    table = table.dropna(axis=1)
-    return table.T.corr(method="spearman")
-
-
-def best_choice(scores: pd.DataFrame, score: str, draws: int = 20000, seed: int = 0) -> dict:
-    """Best configuration per (engine, seed) and a simulated sweep at each engine: every configuration
-    evaluated once at a seed drawn at random; how often its best trial is the best on the mean over
-    seeds, and the mean excess (on the mean over seeds) of the configuration it picks."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for engine, g in scores[score].groupby(level="engine"):
-        table = g.droplevel("engine").unstack("config_id").dropna(axis=1)  # (seeds, configs)
-        values = table.to_numpy()
-        mean = values.mean(axis=0)
-        picks = values[rng.integers(values.shape[0], size=(draws, values.shape[1])),
-                       np.arange(values.shape[1])].argmin(axis=1)
-        out[engine] = {"best_per_seed": [int(table.columns[i]) for i in values.argmin(axis=1)],
-                       "best_on_mean": int(table.columns[mean.argmin()]),
-                       "sweep_hits": float(np.mean(picks == mean.argmin())),
-                       "sweep_excess": float(np.mean(mean[picks] - mean.min())),
-                       "seed_std": float(values.std(axis=0, ddof=1).mean()) if values.shape[0] > 1 else math.nan,
-                       "config_std": float(mean.std(ddof=1)),
-                       "flips": order_flips(values)}
-    return out
-
-
-def order_flips(values: np.ndarray) -> tuple[int, int]:
-    """(pairs of configurations whose order differs between two seeds, pairs in all); values (seeds, configs)."""
-    pairs = list(itertools.combinations(range(values.shape[1]), 2))
-    flipped = sum(len(set(np.sign(values[:, i] - values[:, j]))) > 1 for i, j in pairs)
-    return int(flipped), len(pairs)
 
 
 def plot(scores: pd.DataFrame, path: Path) -> None:
@@ -223,7 +179,7 @@ def report(runs: pd.DataFrame, configs: list[dict], args: argparse.Namespace, ou
         f"Command: `python benchmark/limit_rankings.py {' '.join(a for a in sys.argv[1:] if a != '--report-only')}`"
         + (" (this report rewritten from rankings.csv by --report-only)" if args.report_only else "") + "  ",
         f"Machine: {describe()}  ",
-        f"Precision used (products): {precisions}" + (f" ({fallbacks} runs retried in float64 by optimize.py)"
+        f"Precision used (products): {precisions}" + (f" ({fallbacks} runs retried in float64 by engine/optimize.py)"
                                                        if fallbacks else "") + "  ",
         f"Code: commit {', '.join(sorted(runs['commit'].unique()))}  ",
         f"Runs: {len(runs)} ({runs.pair.nunique()} rendered pairs: {', '.join(sorted(runs.pair.unique()))}; "

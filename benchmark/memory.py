@@ -22,14 +22,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from musicstyle.sweep.cli import build_parser, plan_from_args, prepare
+from musicstyle.sweep.objective import PairCache
+from musicstyle.sweep.workers import run_one
+from musicstyle.util.io import write_csv, write_text
+from musicstyle.util.machine import describe
 
-from musicstyle.io import write_csv, write_text  # noqa: E402
-from musicstyle.machine import describe  # noqa: E402
-from musicstyle.sweep.cli import build_parser, plan_from_args, prepare  # noqa: E402
-from musicstyle.sweep.objective import PairCache  # noqa: E402
-from musicstyle.sweep.workers import run_one  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 GOAL_MB_PER_TRIAL = 1.0
 

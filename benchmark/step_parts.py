@@ -26,20 +26,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import torch
+from bench_step import anchored
+from common import machine, start_spectrogram, synchronize, synthetic_pair, table
+
+from musicstyle.config import make_config
+from musicstyle.engine.fast import fused
+from musicstyle.engine.losses import anchor_operand, difference_terms, style_grad_scale, style_sum
+from musicstyle.engine.network import bf16_supported, fold_padded, gradient_columns, product_columns, unfold_frames
+from musicstyle.engine.optimize import Problem, build_problem, keep_freed_memory
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmark"))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from bench_step import anchored  # noqa: E402
-from common import machine, start_spectrogram, synchronize, synthetic_pair, table  # noqa: E402
-
-from musicstyle import fused  # noqa: E402
-from musicstyle.config import make_config  # noqa: E402
-from musicstyle.losses import anchor_operand, difference_terms, style_grad_scale, style_sum  # noqa: E402
-from musicstyle.network import bf16_supported, fold_padded, gradient_columns, product_columns, unfold_frames  # noqa: E402
-from musicstyle.optimize import Problem, build_problem, keep_freed_memory  # noqa: E402
 
 Part = tuple[str, Callable[[dict], dict]]  # (name, state -> what the part adds to the state)
 

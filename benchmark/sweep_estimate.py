@@ -21,16 +21,15 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from musicstyle.sweep.budget import EVALUATIONS_PER_ITERATION, measure, resolve_sweep_precision
+from musicstyle.sweep.cli import build_parser, plan_from_args
+from musicstyle.sweep.storage import open_study
+from musicstyle.sweep.trials import is_counted
+from musicstyle.util.io import write_text
+from musicstyle.util.machine import code_version, describe
+from musicstyle.util.progress import format_duration
 
-from musicstyle.io import write_text  # noqa: E402
-from musicstyle.machine import code_version, describe  # noqa: E402
-from musicstyle.progress import format_duration  # noqa: E402
-from musicstyle.sweep.budget import EVALUATIONS_PER_ITERATION, measure, resolve_sweep_precision  # noqa: E402
-from musicstyle.sweep.cli import build_parser, plan_from_args  # noqa: E402
-from musicstyle.sweep.storage import open_study  # noqa: E402
-from musicstyle.sweep.trials import is_counted  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 EMULATION = ("ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 

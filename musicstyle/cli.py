@@ -10,12 +10,11 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from .config import FIELDS, TransferConfig, make_config
-from .errors import ConfigError, MusicStyleError
-from .io import ensure_writable_folder
-from .progress import iteration_printer
+from .errors import MusicStyleError
+from .util.io import ensure_writable_folder
+from .util.progress import iteration_printer
 
 
 def flag(name: str) -> str:
@@ -47,10 +46,10 @@ def check_writable(path: Path) -> None:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from .audio import write_wav
-    from .io import write_json
-    from .report import plot_spectrograms
-    from .transfer import load_pair, run_transfer
+    from .engine.audio import write_wav
+    from .engine.transfer import load_pair, run_transfer
+    from .reports.common import plot_spectrograms
+    from .util.io import write_json
 
     config = config_from_args(args)
     out = Path(args.out)
@@ -82,113 +81,16 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    """The whole comparison in phases (rows and ablation, converged, limit, joint search, finalists), each
-    timed into phases.csv; then report.md, report.html and the plots."""
-    import shlex
-    import time
-
-    import pandas as pd
-
-    from .baselines import score_baselines
-    from .blogsearch import SPACE, open_search, run_search, small_space, trials_table
-    from .finalists import finalist_runs, precision_check_runs
-    from .io import write_csv
-    from .listen_paper import LISTEN, listen_runs, write_paper_listening_report
-    from .machine import code_version, describe
-    from .paper import PAPER_SONGS_ENV, paper_song_paths, paper_songs_dir
-    from .reproduce import invocation_id, plan_runs, run_all
-    from .transfer import load_pair
+    """The paper comparison in phases (musicstyle/paper/command.py)."""
+    from .paper.command import reproduce
 
     base = config_from_args(args)
-    out_dir = Path(args.out)
-    check_writable(out_dir / "report.md")
-    args.paper_dir = paper_songs_dir(args.paper_dir)
-    if args.paper_dir is None:
-        raise ConfigError(f"reproduce needs --paper-dir DIR or ${PAPER_SONGS_ENV} (the folder with imperial.mp3 "
-                          "and usa.mp3)")
-    paper_song_paths(args.paper_dir)
-    invocation = invocation_id()
-    if args.listen:  # the rows once more, keeping their audio, recorded apart from the comparison's runs
-        run_all(args.paper_dir, out_dir / LISTEN, base, listen_runs(), workers=args.workers, invocation=invocation)
-        frame = pd.read_csv(out_dir / "runs.csv") if (out_dir / "runs.csv").exists() else pd.DataFrame()
-        html = write_paper_listening_report(out_dir, frame, base, args.paper_dir)
-        print(f"wrote {html} and {out_dir / LISTEN / 'runs.csv'}")
-        return 0
-    command = args.command_line or "python -m musicstyle " + shlex.join(sys.argv[1:])
-    phases_csv = out_dir / "phases.csv"
-    phases = pd.read_csv(phases_csv).to_dict("records") if phases_csv.exists() else []
-
-    def phase(name: str, work: Callable[[], int]) -> None:
-        """Run one phase and record its wall time, unless it had nothing left to do."""
-        start = time.perf_counter()
-        count = work()
-        if count:
-            phases.append({"phase": name, "runs or trials": count, "wall minutes": (time.perf_counter() - start) / 60,
-                           "workers": args.workers, "machine": describe(base.device), "code_version": code_version(),
-                           "invocation": invocation, "command": command})
-            write_csv(phases_csv, pd.DataFrame(phases))
-
-    if args.report_only:
-        return _paper_report(args, base, out_dir, command, pd.DataFrame(phases), open_search(out_dir, args.search_seed))
-    plan = plan_runs(args.seeds, args.limit_seeds, args.converged_seeds, quick=args.quick,
-                     converge_iterations=args.converge_iterations, limit_activations=tuple(args.limit_activations))
-    done = set(pd.read_csv(out_dir / "runs.csv")["run_id"]) if (out_dir / "runs.csv").exists() else set()
-    print(f"{len(plan)} runs on the paper's songs (+ a joint search of {args.search} trials), results in {out_dir}",
-          file=sys.stderr)
-    for name, groups in (("rows and ablation", ("rows", "ablation")), ("converged", ("converged",)),
-                         ("limit", ("limit",))):
-        runs = [r for r in plan if r.group in groups]
-        phase(name, lambda runs=runs: len(run_all(args.paper_dir, out_dir, base, runs, args.workers, invocation))
-              - len([r for r in runs if r.run_id in done]))
-    pair = load_pair(*paper_song_paths(args.paper_dir), base)
-    if not (out_dir / "baselines.csv").exists():
-        write_csv(out_dir / "baselines.csv", pd.DataFrame(score_baselines(pair, base)))
-    study = None
-    if args.search:
-        def search() -> int:
-            nonlocal study
-            space = (small_space(base) if args.quick else SPACE) | {"precision": tuple(args.search_precisions)}
-            study, added = run_search(pair, out_dir, base, args.search, args.search_minutes or None,
-                                      seed=args.search_seed, space=space, invocation=invocation)
-            return added
-
-        phase("joint search", search)
-        write_csv(out_dir / "search-trials.csv", trials_table(study))
-        frames = int(pair.content.shape[1])
-        finalists = finalist_runs(study, base, frames, seeds=args.finalist_seeds)
-        searched = pd.read_csv(out_dir / "search-runs.csv") if (out_dir / "search-runs.csv").exists() else None
-        phase("finalists", lambda: len(run_all(args.paper_dir, out_dir, base, finalists, args.workers, invocation,
-                                               reusable=searched))
-              - len([r for r in finalists if r.run_id in done]))
-        checks = precision_check_runs(study, pd.read_csv(out_dir / "runs.csv"), base, frames,
-                                      tuple(args.precision_check))
-        phase("precision check", lambda: len(run_all(args.paper_dir, out_dir, base, checks, args.workers, invocation))
-              - len([r for r in checks if r.run_id in done]))
-    return _paper_report(args, base, out_dir, command, pd.DataFrame(phases), study)
-
-
-def _paper_report(args: argparse.Namespace, base: TransferConfig, out_dir: Path, command: str, phases: Any,
-                  study: Any) -> int:
-    """report.md, report.html and the plots from what out_dir holds."""
-    import pandas as pd
-
-    from .listen_paper import write_paper_listening_report
-    from .paperreport import write_report
-
-    if not (out_dir / "runs.csv").exists():
-        raise ConfigError(f"{out_dir / 'runs.csv'}: no runs to report on (run `reproduce` first)")
-    frame = pd.read_csv(out_dir / "runs.csv")
-    searched = pd.read_csv(out_dir / "search-trials.csv") if (out_dir / "search-trials.csv").exists() else None
-    baselines = pd.read_csv(out_dir / "baselines.csv") if (out_dir / "baselines.csv").exists() else None
-    report = write_report(frame, out_dir, base, command, baselines, phases, searched,
-                          study.user_attrs.get("space", "") if study else "")
-    html = write_paper_listening_report(out_dir, frame, base, args.paper_dir)
-    print(f"wrote {report}, {html}, {out_dir / 'runs.csv'} and plots")
-    return 0
+    check_writable(Path(args.out) / "report.md")
+    return reproduce(args, base)
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from .paper import SONGS_URL, fetch_songs
+    from .data.paper_songs import SONGS_URL, fetch_songs
 
     for path in fetch_songs(args.folder, base_url=args.url or SONGS_URL):
         print(f"{path}: sha256 checked")
@@ -196,7 +98,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_corpus_render(args: argparse.Namespace) -> int:
-    from .rendered import load_manifest, render_corpus
+    from .data.rendered import load_manifest, render_corpus
 
     manifest = render_corpus(args.folder, seed=args.seed, pairs=args.pairs)
     data = load_manifest(manifest.parent)
@@ -209,7 +111,7 @@ def cmd_truth(args: argparse.Namespace) -> int:
     import os
     import shlex
 
-    from .validate import run_validation
+    from .truth.validate import run_validation
 
     paper_dir = args.paper_dir or os.environ.get("MUSICSTYLE_PAPER_SONGS")
     command = "python -m musicstyle " + (shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["truth"] else "truth")
@@ -243,13 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--limit-activations", type=lambda text: [a for a in text.split(",") if a],
                            default=["relu", "leaky_relu", "elu", "selu"],
                            help="activations run with filters inf, comma-separated (default all four; ELU and SELU "
-                                "go through quadrature, several times slower than the closed forms)")
+                                "go through Mehler's series, several times slower than the closed forms)")
     reproduce.add_argument("--search", type=int, default=400, metavar="N",
                            help="joint search for one setup behind the blog's three rows: N trials in all "
                                 "(resumes OUT/search.journal; default 400); 0 skips it")
     reproduce.add_argument("--search-minutes", type=float, default=30.0,
                            help="stop the joint search after this many minutes (default 30; 0 = no limit)")
-    reproduce.add_argument("--search-precisions", type=lambda text: text.split(","), default=["auto", "fp32", "fp64"],
+    reproduce.add_argument("--search-precisions", type=lambda text: text.split(","), default=None,
                            help="precisions the search may pick, comma-separated (default auto,fp32,fp64; fp64 is "
                                 "several times slower on a CPU)")
     reproduce.add_argument("--precision-check", type=lambda text: [p for p in text.split(",") if p], default=["fp32"],

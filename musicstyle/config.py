@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
-from .values import number
+from .util.values import number
 
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "softplus", "linear")
+PAPER_ACTIVATIONS = ACTIVATIONS[:4]  # the base paper's and the blog's: what the comparison and the truth runs vary
 OPTIMIZERS = ("lbfgs", "adam")
 LR_SCHEDULES = ("constant", "cosine")
 INITS = ("noise", "content", "zeros")

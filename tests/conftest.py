@@ -9,19 +9,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicstyle.paper import paper_songs_dir
+from musicstyle.data.paper_songs import paper_songs_dir
+from musicstyle.data.tones import tone_mix  # noqa: F401 (the tests import it from here)
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER_SONGS = paper_songs_dir()  # $MUSICSTYLE_PAPER_SONGS, or None: the songs are never in the project
-
-
-def tone_mix(seconds: float, sample_rate_hz: int, freqs: tuple[float, ...], seed: int = 0) -> np.ndarray:
-    """A short test signal: a few sines with a slow amplitude envelope plus a little noise."""
-    t = np.arange(int(seconds * sample_rate_hz)) / sample_rate_hz
-    rng = np.random.default_rng(seed)
-    signal = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) for f in freqs)
-    envelope = 0.6 + 0.4 * np.sin(2 * np.pi * 1.5 * t)
-    return (0.2 * signal * envelope + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
 
 
 @pytest.fixture
@@ -51,9 +43,9 @@ def paper_songs() -> tuple[Path, Path]:
 def bf16_forced(monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs asked for in bf16 get bfloat16 products even where they are slow (no AVX-512 BF16 / AMX),
     so that the bf16 path's numerics are tested on every CPU."""
-    import musicstyle.optimize
+    import musicstyle.engine.problem
 
-    monkeypatch.setattr(musicstyle.optimize, "bf16_supported", lambda device: True)
+    monkeypatch.setattr(musicstyle.engine.problem, "bf16_supported", lambda device: True)
 
 
 def _postgres_bin() -> Path | None:

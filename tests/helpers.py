@@ -109,7 +109,7 @@ def spectrograms(frames: int = 40, dtype: torch.dtype = torch.float64, seed: int
 
 
 def project_step(problem, spec):
-    """The project's step as optimize.py runs it: Problem.loss_parts, then backward."""
+    """The project's step as engine/optimize.py runs it: Problem.loss_parts, then backward."""
     x = spec.clone().requires_grad_(True)
     total, _, _ = problem.loss_parts(x)
     total.backward()

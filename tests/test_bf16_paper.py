@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 
 from musicstyle.config import TransferConfig
-from musicstyle.optimize import clear_problem_cache, optimize_spectrogram
-from musicstyle.paper import PAPER_ROWS
-from musicstyle.transfer import load_pair
+from musicstyle.data.paper_songs import PAPER_ROWS
+from musicstyle.engine.optimize import clear_problem_cache, optimize_spectrogram
+from musicstyle.engine.transfer import load_pair
 
 pytestmark = pytest.mark.slow
 

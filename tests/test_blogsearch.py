@@ -9,7 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from musicstyle.blogsearch import (
+from musicstyle.config import TransferConfig, make_config
+from musicstyle.data.paper_songs import BASE_ROW, PAPER_ROWS
+from musicstyle.engine.losses import gram
+from musicstyle.paper.report import claims, differs, rows_table, write_report
+from musicstyle.paper.runs import WEIGHTS
+from musicstyle.paper.search import (
     BLOG_ROWS,
     GRAM_NORMS,
     KNOWN_READINGS,
@@ -28,11 +33,6 @@ from musicstyle.blogsearch import (
     screen_ratios,
     suggest_setup,
 )
-from musicstyle.config import TransferConfig, make_config
-from musicstyle.losses import gram
-from musicstyle.paper import BASE_ROW, PAPER_ROWS
-from musicstyle.paperreport import claims, differs, rows_table, write_report
-from musicstyle.reproduce import WEIGHTS
 
 
 def test_every_setup_the_space_can_draw_is_a_valid_run_of_each_blog_row():
@@ -204,7 +204,7 @@ def test_differences_within_the_seed_spread_are_not_called_differences():
 
 
 def test_a_run_made_before_is_found_by_its_config_and_seed():
-    from musicstyle.reproduce import RECORDED, same_run
+    from musicstyle.paper.runs import RECORDED, same_run
 
     config = TransferConfig(activation="elu", alpha=1e-3, beta=10.0, iterations=300, lr=1e-2)
     record = {"run_id": "rows|blog ELU|blog ELU|seed0", "state": "ok", "seed": 0, "frames": 430,
@@ -219,7 +219,7 @@ def test_a_run_made_before_is_found_by_its_config_and_seed():
 
 
 def test_run_all_takes_a_run_made_under_another_name_without_running_or_decoding(tmp_path):
-    from musicstyle.reproduce import RECORDED, Run, run_all
+    from musicstyle.paper.runs import RECORDED, Run, run_all
 
     base = TransferConfig()
     config = base.replace(activation="elu", alpha=1e-3, beta=10.0, lr=1e-2)
@@ -235,7 +235,7 @@ def test_run_all_takes_a_run_made_under_another_name_without_running_or_decoding
 
 
 def test_run_all_takes_the_searchs_own_row_for_a_finalist(tmp_path):
-    from musicstyle.reproduce import RECORDED, Run, run_all
+    from musicstyle.paper.runs import RECORDED, Run, run_all
 
     base = TransferConfig()
     config = base.replace(activation="selu", alpha=2e-3, beta=10.0)
@@ -248,7 +248,7 @@ def test_run_all_takes_the_searchs_own_row_for_a_finalist(tmp_path):
 
 
 def test_a_resumed_search_does_not_repeat_its_first_draws(tmp_path):
-    from musicstyle.blogsearch import _study, suggest_setup
+    from musicstyle.paper.search import _study, suggest_setup
 
     first = _study(tmp_path, seed=0)
     trial = first.ask()

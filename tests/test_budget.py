@@ -12,18 +12,18 @@ import pytest
 import torch
 import yaml
 
-import musicstyle.machine
-import musicstyle.network
-import musicstyle.optimize
+import musicstyle.engine.network
+import musicstyle.engine.problem
+import musicstyle.util.machine
 from helpers import REPO, make_corpus
 from musicstyle.config import make_config
-from musicstyle.machine import fast_bf16_cpu
-from musicstyle.network import resolve_precision
+from musicstyle.engine.network import resolve_precision
 from musicstyle.sweep.budget import Projection, resolve_sweep_precision
 from musicstyle.sweep.cli import main
+from musicstyle.sweep.config import load_settings, parse_settings
 from musicstyle.sweep.plan import SweepPlan
 from musicstyle.sweep.storage import make_pruner
-from musicstyle.sweepconfig import load_settings, parse_settings
+from musicstyle.util.machine import fast_bf16_cpu
 
 AMX = frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16"})
 AVX2 = frozenset({"avx2", "fma"})
@@ -43,9 +43,9 @@ def test_fast_bf16_needs_the_flags_and_no_cap():
 
 @pytest.mark.parametrize("flags, expected", [(AMX, "bf16"), (AVX2, "fp32")])
 def test_auto_resolves_from_the_cpu_flags(monkeypatch, flags, expected):
-    monkeypatch.setattr(musicstyle.machine, "cpu_info", lambda: ("test CPU", flags))
-    monkeypatch.setattr(musicstyle.network, "bf16_supported", lambda device: True)
-    for name in musicstyle.machine.CAPPED_ENV:
+    monkeypatch.setattr(musicstyle.util.machine, "cpu_info", lambda: ("test CPU", flags))
+    monkeypatch.setattr(musicstyle.engine.network, "bf16_supported", lambda device: True)
+    for name in musicstyle.util.machine.CAPPED_ENV:
         monkeypatch.delenv(name, raising=False)
     precision, why = resolve_precision("auto", "cpu")
     assert precision == expected and ("avx512_bf16" in why)
@@ -54,26 +54,26 @@ def test_auto_resolves_from_the_cpu_flags(monkeypatch, flags, expected):
 
 
 def test_auto_run_on_a_slow_cpu_is_fp32_without_a_warning(monkeypatch):
-    monkeypatch.setattr(musicstyle.optimize, "resolve_precision", lambda requested, device: ("fp32", "test"))
+    monkeypatch.setattr(musicstyle.engine.problem, "resolve_precision", lambda requested, device: ("fp32", "test"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        dtype = musicstyle.optimize.product_dtype(make_config({"precision": "auto"}), torch.float32, "cpu")
+        dtype = musicstyle.engine.problem.product_dtype(make_config({"precision": "auto"}), torch.float32, "cpu")
     assert dtype == torch.float32
 
 
 def test_asked_bf16_on_a_slow_cpu_warns_once_per_process(monkeypatch):
-    monkeypatch.setattr(musicstyle.optimize, "bf16_supported", lambda device: False)
-    musicstyle.optimize._warn_once.cache_clear()
+    monkeypatch.setattr(musicstyle.engine.problem, "bf16_supported", lambda device: False)
+    musicstyle.engine.problem._warn_once.cache_clear()
     config = make_config({"precision": "bf16"})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for _ in range(3):
-            assert musicstyle.optimize.product_dtype(config, torch.float32, "cpu") == torch.float32
+            assert musicstyle.engine.problem.product_dtype(config, torch.float32, "cpu") == torch.float32
     assert len([w for w in caught if "no fast bfloat16" in str(w.message)]) == 1
 
 
 def test_the_sweep_records_the_precision_it_resolves(monkeypatch):
-    monkeypatch.setattr(musicstyle.machine, "fast_bf16_cpu", lambda: (False, "no avx512_bf16 or amx_bf16"))
+    monkeypatch.setattr(musicstyle.util.machine, "fast_bf16_cpu", lambda: (False, "no avx512_bf16 or amx_bf16"))
     settings = parse_settings({"fixed": {"precision": "auto"}}, "test.yaml")
     precision, why = resolve_sweep_precision(settings)
     assert precision == "fp32" and "no avx512_bf16" in why
@@ -121,9 +121,9 @@ search:
 
 
 def test_tiny_default_like_sweep_projects_once_warns_never_and_varies_lr(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(musicstyle.machine, "fast_bf16_cpu", lambda: (False, "no avx512_bf16 or amx_bf16 here"))
-    monkeypatch.setattr(musicstyle.optimize, "bf16_supported", lambda device: False)
-    musicstyle.optimize._warn_once.cache_clear()
+    monkeypatch.setattr(musicstyle.util.machine, "fast_bf16_cpu", lambda: (False, "no avx512_bf16 or amx_bf16 here"))
+    monkeypatch.setattr(musicstyle.engine.problem, "bf16_supported", lambda device: False)
+    musicstyle.engine.problem._warn_once.cache_clear()
     config = tmp_path / "tiny.yaml"
     config.write_text(SWEEP.format(corpus=make_corpus(tmp_path)))
     results = tmp_path / "results"
@@ -179,7 +179,7 @@ def test_adam_schedule_is_a_run_setting(schedule):
 
 
 def test_cosine_schedule_ends_with_small_steps():
-    from musicstyle.optimize import optimize_spectrogram
+    from musicstyle.engine.optimize import optimize_spectrogram
 
     rng = np.random.default_rng(0)
     content, style = (np.abs(rng.standard_normal((33, 24))).astype(np.float32) for _ in range(2))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicstyle.corpus import (
+from musicstyle.data.corpus import (
     builtin_pairs,
     pairs_from_folders,
     pairs_from_yaml,

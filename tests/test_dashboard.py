@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-from musicstyle.artifacts import attach_artifacts, attach_best_artifacts
+from musicstyle.reports.artifacts import attach_artifacts, attach_best_artifacts
 
 DASHBOARD = shutil.which("optuna-dashboard") or str(Path(sys.executable).parent / "optuna-dashboard")
 

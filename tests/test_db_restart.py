@@ -21,7 +21,7 @@ import optuna
 import pytest
 
 from helpers import REPO, counted, make_corpus, tiny_config, wait_for
-from musicstyle.machine import describe
+from musicstyle.util.machine import describe
 
 
 def sweep(config: Path, results: Path, url: str, study: str, trials: int, workers: int, retry_s: float):

@@ -1,4 +1,4 @@
-"""A full disk or a read-only results folder mid-sweep, injected at the write calls of musicstyle/io.py
+"""A full disk or a read-only results folder mid-sweep, injected at the write calls of musicstyle/util/io.py
 (an OSError from the final rename, as ENOSPC, or from creating the temporary file, as EROFS).
 
 Expected: one line, exit status 2; the study's stored trials intact; no partial or temporary file
@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import musicstyle.io
+import musicstyle.util.io
 from helpers import counted, load, make_corpus, tiny_config
 from musicstyle.sweep.cli import main
 
 
 def fill_disk_after(monkeypatch, results: Path, code: int, at: str, counted_trials: int) -> list[int]:
-    """From the moment the study has `counted_trials` counted trials, every write of io.py fails with
+    """From the moment the study has `counted_trials` counted trials, every write of util/io.py fails with
     `code` at step `at` ("replace": the temporary file was written; "create": it cannot be made)."""
     failures: list[int] = []
 
@@ -43,14 +43,14 @@ def fill_disk_after(monkeypatch, results: Path, code: int, at: str, counted_tria
             raise OSError(code, os.strerror(code))
         return tempfile.mkstemp(*args, **kwargs)
 
-    class FailingOs:  # io.py's `os`, with a rename that fails once the disk is full
+    class FailingOs:  # util/io.py's `os`, with a rename that fails once the disk is full
         def __getattr__(self, name):
             return replace if name == "replace" else getattr(os, name)
 
     if at == "replace":
-        monkeypatch.setattr(musicstyle.io, "os", FailingOs())
+        monkeypatch.setattr(musicstyle.util.io, "os", FailingOs())
     else:
-        monkeypatch.setattr(musicstyle.io, "tempfile", SimpleNamespace(mkstemp=mkstemp))
+        monkeypatch.setattr(musicstyle.util.io, "tempfile", SimpleNamespace(mkstemp=mkstemp))
     return failures
 
 

@@ -9,16 +9,16 @@ import pytest
 import soundfile as sf
 import torch
 
-from musicstyle.audio import load_clip
 from musicstyle.config import TransferConfig, make_config
+from musicstyle.engine.audio import load_clip
+from musicstyle.engine.losses import content_distance_sq, style_distance_sq, style_target
+from musicstyle.engine.metrics import spectral_convergence
+from musicstyle.engine.network import feature_maps, glorot_std, output_frames, random_filters
+from musicstyle.engine.optimize import build_problem, optimize_spectrogram
+from musicstyle.engine.reconstruct import griffin_lim
+from musicstyle.engine.spectrogram import log_magnitude, magnitude_from_log
+from musicstyle.engine.transfer import load_pair
 from musicstyle.errors import AudioError, ConfigError, DivergenceError
-from musicstyle.losses import content_distance_sq, style_distance_sq, style_target
-from musicstyle.metrics import spectral_convergence
-from musicstyle.network import feature_maps, glorot_std, output_frames, random_filters
-from musicstyle.optimize import build_problem, optimize_spectrogram
-from musicstyle.reconstruct import griffin_lim
-from musicstyle.spectrogram import log_magnitude, magnitude_from_log
-from musicstyle.transfer import load_pair
 
 SMALL = dict(sample_rate_hz=8000, n_fft=256, hop=64, filters=64, kernel_width=5, frames=100,
              iterations=25, griffin_lim_iters=10, device="cpu")
@@ -177,7 +177,7 @@ def test_loss_falls(small_pair, optimizer, lr):
 
 def test_fp64_runs_in_float64_and_agrees_with_fp32(small_pair):
     """precision fp64 builds the whole problem in float64 (no fallback needed) and lands near fp32."""
-    from musicstyle.limit import summary_notes
+    from musicstyle.engine.limit.kernels import summary_notes
 
     runs = {p: optimize_spectrogram(small_pair.content, small_pair.style, small_config(precision=p, iterations=20))
             for p in ("fp32", "fp64")}

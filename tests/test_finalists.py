@@ -8,9 +8,8 @@ import optuna
 import pandas as pd
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from musicstyle.blogsearch import BLOG_ROWS
 from musicstyle.config import TransferConfig
-from musicstyle.finalists import (
+from musicstyle.paper.finalists import (
     distinct_best,
     finalist_runs,
     finalists_table,
@@ -18,6 +17,7 @@ from musicstyle.finalists import (
     same_setup,
     verdict,
 )
+from musicstyle.paper.search import BLOG_ROWS
 
 
 def _finalist_frame(factor_by_seed: list[float]) -> pd.DataFrame:
@@ -101,7 +101,7 @@ def test_the_precision_check_keeps_each_precision_apart():
 
 
 def test_the_report_says_whether_the_verdicts_setup_was_checked_in_another_precision():
-    from musicstyle.paperreport import _precision_line
+    from musicstyle.paper.report import _precision_line
 
     finalists = _finalist_frame([1.3]).assign(trial=7, precision="auto")
     other = _finalist_frame([1.2]).assign(group="precision check", trial=3, precision="fp64")

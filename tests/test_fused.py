@@ -1,4 +1,4 @@
-"""The bf16 step written out with compiled passes (fused.py) gives the numbers of the autograd step,
+"""The bf16 step written out with compiled passes (engine/fast/fused.py) gives the numbers of the autograd step,
 and falls back to it where compiling fails. No timings (benchmark/bench_step.py has those)."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from helpers import project_step, small_config, spectrograms
-from musicstyle import fused
-from musicstyle.optimize import build_problem, exact_anchor
+from musicstyle.engine.fast import fused
+from musicstyle.engine.optimize import build_problem, exact_anchor
 
 pytestmark = pytest.mark.usefixtures("bf16_forced")  # the bf16 path's numerics, also where bf16 is slow
 
@@ -134,7 +134,7 @@ def test_step_parts_benchmark_cuts_the_fused_step_without_changing_it():
     import sys
 
     from conftest import REPO
-    from musicstyle.network import bf16_supported
+    from musicstyle.engine.network import bf16_supported
 
     done = subprocess.run([sys.executable, "benchmark/step_parts.py", "--frames", "40", "--steps", "1"], cwd=REPO,
                           capture_output=True, text=True, timeout=600)

@@ -22,11 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import REPO, make_corpus, tiny_config
-from musicstyle.audio import duration_seconds, load_clip
 from musicstyle.config import FIELDS
-from musicstyle.corpus import CORPUS_KEYS, PAIR_KEYS, pairs_from_mapping, preflight
+from musicstyle.data.corpus import CORPUS_KEYS, PAIR_KEYS, pairs_from_mapping, preflight
+from musicstyle.engine.audio import duration_seconds, load_clip
 from musicstyle.errors import MusicStyleError
-from musicstyle.sweepconfig import DIMENSION_KEYS, SECTIONS, STUDY_DEFAULTS, load_settings, parse_settings
+from musicstyle.sweep.config import DIMENSION_KEYS, SECTIONS, STUDY_DEFAULTS, load_settings, parse_settings
 
 FUZZ = settings(derandomize=True, database=None, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

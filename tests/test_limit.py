@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-import musicstyle.limit as limit
+import musicstyle.engine.limit.kernels as limit
 from conftest import tone_mix
 from musicstyle.cli import main
 from musicstyle.config import ACTIVATIONS, make_config
+from musicstyle.engine.limit.check import cosine, finite_point, limit_point
+from musicstyle.engine.network import activate
+from musicstyle.engine.spectrogram import log_magnitude
 from musicstyle.errors import ConfigError
-from musicstyle.limitcheck import cosine, finite_point, limit_point
-from musicstyle.network import activate
-from musicstyle.spectrogram import log_magnitude
-from musicstyle.sweepconfig import parse_settings
+from musicstyle.sweep.config import parse_settings
 
 
 def covariances(n: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -183,8 +183,8 @@ def test_transfer_cli_runs_the_limit(song_pair, tmp_path):
 
 
 def test_reproduce_plans_every_cell_in_the_limit():
-    from musicstyle.reproduce import ACTIVATIONS as CELL_ACTIVATIONS
-    from musicstyle.reproduce import WEIGHTS, plan_runs
+    from musicstyle.paper.runs import ACTIVATIONS as CELL_ACTIVATIONS
+    from musicstyle.paper.runs import WEIGHTS, plan_runs
 
     runs = [r for r in plan_runs(seeds=2, limit_seeds=1) if r.group == "limit"]
     cells = {(r.settings["activation"], r.settings["alpha"], r.settings["beta"]) for r in runs}
@@ -194,9 +194,10 @@ def test_reproduce_plans_every_cell_in_the_limit():
 
 @pytest.mark.parametrize("compiled", [True, False])
 def test_series_kernel_gradient_on_blocks(monkeypatch, compiled):
-    """The written-out gradient (series.py) on (rows, 1) x (1, cols) blocks as the style term uses them,
+    """The written-out gradient (engine/limit/series.py) on (rows, 1) x (1, cols) blocks as the style term uses them,
     compiled and op by op (MUSICSTYLE_COMPILE=0); both give the same values."""
-    from musicstyle import fused, series
+    from musicstyle.engine.fast import fused
+    from musicstyle.engine.limit import series
 
     monkeypatch.setattr(fused, "COMPILE", compiled)
     a, b, _, _ = covariances(9, seed=5)

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO
-
-sys.path.insert(0, str(REPO / "benchmark"))
-from limit_rankings import best_choice, config_scores, order_flips, rank_agreement  # noqa: E402
+from musicstyle.reports.rankings import best_choice, config_scores, order_flips, rank_agreement
 
 
 def runs(scores: dict[tuple[str, int], list[float]], pairs: int = 2) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from musicstyle.listening import fmt, write_ogg, write_sweep_listening_report
+from musicstyle.reports.listening import fmt, write_ogg, write_sweep_listening_report
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -163,7 +163,7 @@ def test_a_pair_with_a_target_gets_its_player(sweep_results: Path, tmp_path: Pat
 
 
 def test_clip_settings_prefer_pairs_csv_columns() -> None:
-    from musicstyle.listening import clip_settings
+    from musicstyle.reports.listening import clip_settings
 
     configs = {3: {"offset_seconds": 5.0, "clip_seconds": 4.0, "sample_rate_hz": 22050, "n_fft": 2048, "hop": 512}}
     own = pd.Series({"trial": 3, "offset_seconds": 1.5, "clip_seconds": float("nan"), "sample_rate_hz": 16000,

@@ -1,10 +1,10 @@
-"""machine.py's code version: the commit, and '+dirty' only where code (not a run's results) changed."""
+"""util/machine.py's code version: the commit, and '+dirty' only where code (not a run's results) changed."""
 
 from __future__ import annotations
 
 import subprocess
 
-from musicstyle.machine import code_version
+from musicstyle.util.machine import code_version
 
 
 def test_code_version_ignores_a_runs_own_results(tmp_path):

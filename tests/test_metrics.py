@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from musicstyle.metrics import evaluation_space, fair_measures, spectral_convergence
-from musicstyle.spectrogram import log_magnitude
+from musicstyle.engine.metrics import evaluation_space, fair_measures, spectral_convergence
+from musicstyle.engine.spectrogram import log_magnitude
 
 RATE, N_FFT, HOP = 8000, 256, 128
 

@@ -14,11 +14,11 @@ import optuna
 import pytest
 
 from helpers import REPO, make_corpus, tiny_config
-from musicstyle.corpus import pairs_from_folders, pairs_from_mapping
+from musicstyle.data.corpus import pairs_from_folders, pairs_from_mapping
 from musicstyle.errors import ConfigError
-from musicstyle.names import check_name, inside, is_safe_name, safe_name
 from musicstyle.sweep.cli import main
 from musicstyle.sweep.storage import mask, scrub
+from musicstyle.util.names import check_name, inside, is_safe_name, safe_name
 
 BAD_NAMES = ["../escape", "..", ".", "", "/etc/cron.d/x", "a/b", "a\\b", "~root", "x\ny", "-rf", ".hidden",
              "a..b", "ü", "name with space", "$(touch pwned)", "`id`", "a;b", "x" * 101, "a\x00b"]

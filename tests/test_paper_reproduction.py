@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from conftest import REPO
-from musicstyle.paper import BASE_ROW_RANGE
+from musicstyle.data.paper_songs import BASE_ROW_RANGE
 
 
 @pytest.mark.slow

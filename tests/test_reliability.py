@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-import musicstyle.corpus
+import musicstyle.data.corpus
 from helpers import REPO, counted, load, make_corpus, tiny_config, wait_for
 from musicstyle.sweep.cli import main
 
@@ -109,7 +109,7 @@ BREAKAGES = {
 
 def break_after_preflight(monkeypatch, victims: list[Path], kind: str) -> None:
     """The pre-flight check passes, then the `victims` break (as a network share dropping mid-sweep)."""
-    checked = musicstyle.corpus.preflight
+    checked = musicstyle.data.corpus.preflight
 
     def preflight_then_break(*args, **kwargs):
         result = checked(*args, **kwargs)
@@ -117,7 +117,7 @@ def break_after_preflight(monkeypatch, victims: list[Path], kind: str) -> None:
             BREAKAGES[kind](victim)
         return result
 
-    monkeypatch.setattr(musicstyle.corpus, "preflight", preflight_then_break)
+    monkeypatch.setattr(musicstyle.data.corpus, "preflight", preflight_then_break)
 
 
 @pytest.mark.parametrize("kind", list(BREAKAGES))

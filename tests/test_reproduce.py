@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, tone_mix
-from musicstyle.finalists import finalists_table
-from musicstyle.listen_paper import LIMIT_ROWS
-from musicstyle.paper import PAPER_ROWS, SONG_SHA256, fetch_songs, verify_songs
-from musicstyle.reproduce import plan_runs
+from musicstyle.data.paper_songs import PAPER_ROWS, SONG_SHA256, fetch_songs, verify_songs
+from musicstyle.paper.finalists import finalists_table
+from musicstyle.paper.listen import LIMIT_ROWS
+from musicstyle.paper.runs import plan_runs
 
 REDUCED = ["--quick", "--iterations", "3", "--griffin-lim-iters", "2", "--filters", "128", "--frames", "60",
            "--device", "cpu", "--converge-iterations", "20"]

@@ -12,8 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from helpers import BINS, project_step, small_config, spectrograms
-from musicstyle import fused, optimize
-from musicstyle.losses import (
+from musicstyle.engine import optimize
+from musicstyle.engine import problem as problem_module
+from musicstyle.engine.fast import fused
+from musicstyle.engine.losses import (
     Anchor,
     _style_value_and_grad,
     anchored_style,
@@ -22,8 +24,8 @@ from musicstyle.losses import (
     style_distance_sq,
     style_target,
 )
-from musicstyle.metrics import spectral_convergence
-from musicstyle.network import (
+from musicstyle.engine.metrics import spectral_convergence
+from musicstyle.engine.network import (
     conv_matrices,
     convolve,
     convolve_from,
@@ -32,14 +34,14 @@ from musicstyle.network import (
     random_filters,
     unfold_frames,
 )
-from musicstyle.optimize import Problem, build_problem, cached_problem, clear_problem_cache, optimize_spectrogram
-from musicstyle.reconstruct import griffin_lim, griffin_lim_librosa
-from musicstyle.reference import StraightStep
-from musicstyle.spectrogram import log_magnitude, magnitude_from_log
+from musicstyle.engine.optimize import Problem, build_problem, cached_problem, clear_problem_cache, optimize_spectrogram
+from musicstyle.engine.reconstruct import griffin_lim, griffin_lim_librosa
+from musicstyle.engine.reference import StraightStep
+from musicstyle.engine.spectrogram import log_magnitude, magnitude_from_log
 
 
 def straightforward_step(content, style, spec, config):
-    """The reference (musicstyle.reference): F.conv1d, activation, G = F F^T / n over the filters, autograd."""
+    """The reference (musicstyle.engine.reference): F.conv1d, activation, G = F F^T / n over the filters, autograd."""
     return StraightStep(content, style, config)(spec)
 
 
@@ -215,7 +217,8 @@ def test_bf16_lbfgs_is_anchored_and_reports_the_loss_of_its_result(monkeypatch, 
     monkeypatch.setattr(Problem, "loss_parts", spy)
     monkeypatch.setattr(fused, "COMPILE", fused_passes)
     exact_style = []
-    monkeypatch.setattr(optimize, "style_anchor", lambda *args: exact_style.append(1) or style_anchor(*args))
+    for module in (optimize, problem_module):  # refreshes (optimize) and exact anchors (problem)
+        monkeypatch.setattr(module, "style_anchor", lambda *args: exact_style.append(1) or style_anchor(*args))
     clear_problem_cache()
     content, style, _ = (s.numpy().astype(np.float32) for s in spectrograms(dtype=torch.float32))
     config = small_config(precision="bf16", iterations=40, gram_mode="frames")
@@ -281,8 +284,8 @@ def test_every_optimisation_keeps_freed_memory_for_reuse(monkeypatch):
 
 
 def test_bf16_falls_back_to_float32_where_it_is_not_fast(monkeypatch):
-    monkeypatch.setattr(optimize, "bf16_supported", lambda device: False)
-    optimize._warn_once.cache_clear()  # the warning is given once per process
+    monkeypatch.setattr(problem_module, "bf16_supported", lambda device: False)
+    problem_module._warn_once.cache_clear()  # the warning is given once per process
     content, style, _ = spectrograms(dtype=torch.float32)
     with pytest.warns(UserWarning, match="bf16"):
         problem = build_problem(content, style, small_config(precision="bf16"))

@@ -189,10 +189,10 @@ def test_cached_evaluation_spaces_match_fresh_ones(tmp_path):
     """The sweep builds each pair's evaluation space once, sharing the fixed filters between pairs."""
     import torch
 
-    from musicstyle.corpus import pairs_from_yaml
-    from musicstyle.metrics import evaluation_space
+    from musicstyle.data.corpus import pairs_from_yaml
+    from musicstyle.engine.metrics import evaluation_space
+    from musicstyle.sweep.config import load_settings
     from musicstyle.sweep.objective import PairCache
-    from musicstyle.sweepconfig import load_settings
 
     pairs = pairs_from_yaml(make_corpus(tmp_path))
     config = load_settings(tiny_config(tmp_path, tmp_path / "corpus.yaml")).base_config()

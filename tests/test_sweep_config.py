@@ -8,8 +8,8 @@ import pytest
 
 from musicstyle.config import TransferConfig
 from musicstyle.errors import ConfigError
+from musicstyle.sweep.config import Dimension, apply_override, load_settings, parse_settings
 from musicstyle.sweep.storage import paper_row_params
-from musicstyle.sweepconfig import Dimension, apply_override, load_settings, parse_settings
 
 DEFAULT = str(Path(__file__).resolve().parents[1] / "configs" / "default.yaml")
 

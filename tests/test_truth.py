@@ -12,14 +12,14 @@ import pytest
 
 pytest.importorskip("fluidsynth", exc_type=ImportError)
 
-from musicstyle.audio import load_clip  # noqa: E402
-from musicstyle.baselines import score_baselines  # noqa: E402
 from musicstyle.config import make_config  # noqa: E402
-from musicstyle.corpus import SongPair, rendered_pairs  # noqa: E402
+from musicstyle.data.baselines import score_baselines  # noqa: E402
+from musicstyle.data.corpus import SongPair, rendered_pairs  # noqa: E402
+from musicstyle.data.rendered import INSTRUMENTS, PIECES, plan_pairs, render_corpus, render_piece  # noqa: E402
+from musicstyle.engine.audio import load_clip  # noqa: E402
+from musicstyle.engine.transfer import load_pair  # noqa: E402
 from musicstyle.errors import ConfigError  # noqa: E402
-from musicstyle.rendered import INSTRUMENTS, PIECES, plan_pairs, render_corpus, render_piece  # noqa: E402
-from musicstyle.transfer import load_pair  # noqa: E402
-from musicstyle.truth import reference_for, through_griffin_lim, truth_measures  # noqa: E402
+from musicstyle.truth.measures import reference_for, through_griffin_lim, truth_measures  # noqa: E402
 
 CONFIG = make_config({"clip_seconds": 1.5, "griffin_lim_iters": 8, "n_fft": 1024, "hop": 256, "device": "cpu"})
 
@@ -85,7 +85,7 @@ def test_truth_needs_a_target() -> None:
 
 
 def test_missing_fluidsynth_library_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    from musicstyle import rendered
+    from musicstyle.data import rendered
 
     real_import = builtins.__import__
 

@@ -23,15 +23,15 @@ import optuna
 import torch
 
 from ..config import TransferConfig
-from ..machine import describe
-from ..metrics import evaluation_space, fair_measures
-from ..network import resolve_precision
-from ..optimize import OptimizationResult, cached_problem, clear_problem_cache, optimize_spectrogram
-from ..progress import format_duration
-from ..reconstruct import griffin_lim
-from ..spectrogram import magnitude_from_log
-from ..sweepconfig import SweepSettings
-from ..transfer import load_pair, resolve_device
+from ..engine.metrics import evaluation_space, fair_measures
+from ..engine.network import resolve_precision
+from ..engine.optimize import OptimizationResult, cached_problem, clear_problem_cache, optimize_spectrogram
+from ..engine.reconstruct import griffin_lim
+from ..engine.spectrogram import magnitude_from_log
+from ..engine.transfer import load_pair, resolve_device
+from ..util.machine import describe
+from ..util.progress import format_duration
+from .config import SweepSettings
 from .objective import pair_config
 from .plan import SweepPlan
 

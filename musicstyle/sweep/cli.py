@@ -10,14 +10,14 @@ from pathlib import Path
 import optuna
 
 from ..cli import run_cli
-from ..corpus import resolve_pairs
+from ..data.corpus import resolve_pairs
 from ..errors import ConfigError
-from ..io import ensure_writable_folder
-from ..machine import limit_threads
 from ..measures import NEEDS_TARGETS, OBJECTIVES
-from ..names import check_name
-from ..sweepconfig import load_settings
+from ..util.io import ensure_writable_folder
+from ..util.machine import limit_threads
+from ..util.names import check_name
 from .budget import measure, record, resolve_sweep_precision
+from .config import load_settings
 from .plan import SweepPlan, loss_objective_warning
 from .quarantine import TooManyQuarantined, recorded_before, stop_if_too_many
 from .report import reevaluate, write_report

@@ -28,16 +28,16 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from ..audio import write_wav
 from ..config import TransferConfig
-from ..corpus import SongPair
+from ..data.corpus import SongPair
+from ..engine.audio import write_wav
+from ..engine.metrics import EvaluationSpace, evaluation_space
+from ..engine.transfer import PairSpectrograms, load_pair, resolve_device, run_transfer
 from ..errors import ConfigError, MusicStyleError
-from ..io import atomic_path
 from ..measures import PAIR_MEASURES, is_multi_objective, objective_measures
-from ..metrics import EvaluationSpace, evaluation_space
-from ..names import inside
-from ..sweepconfig import SweepSettings
-from ..transfer import PairSpectrograms, load_pair, resolve_device, run_transfer
+from ..util.io import atomic_path
+from ..util.names import inside
+from .config import SweepSettings
 from .plan import SweepPlan
 from .quarantine import is_file_error, quarantine, quarantined
 from .trials import Heartbeat
@@ -63,7 +63,7 @@ class PairCache:
     def __init__(self) -> None:
         self._pairs: dict[tuple, PairSpectrograms] = {}
         self._spaces: dict[tuple, EvaluationSpace] = {}
-        self.truth: dict = {}  # each target pair's Griffin-Lim references (musicstyle.truth.reference_for)
+        self.truth: dict = {}  # each target pair's Griffin-Lim references (musicstyle.truth.measures.reference_for)
 
     def _key(self, pair: SongPair, config: TransferConfig) -> tuple:
         return (pair, config.sample_rate_hz, config.offset_seconds, config.clip_seconds, config.frames,
@@ -132,7 +132,7 @@ def run_pair(pair: SongPair, index: int, config: TransferConfig, cache: PairCach
         return PairOutcome(row)
     summary = result.summary()
     if pair.target is not None:  # the corpus knows the right answer: distances to it (musicstyle.truth)
-        from ..truth import truth_measures
+        from ..truth.measures import truth_measures
 
         summary |= truth_measures(result.audio, pair, config, cache.truth)
     row.update({k: summary.get(k) for k in PAIR_MEASURES}, status="ok", error="",
@@ -297,7 +297,7 @@ def keep_outputs(plan: SweepPlan, trial: optuna.Trial, outcomes: list[PairOutcom
     """A new best trial's (or a paper row's) WAVs and spectrograms under results/<study>/best/, attached
     to the running trial as Optuna artifacts so that optuna-dashboard plays them. Attaching never fails
     the trial: a problem is recorded in its `artifacts_error` user attr."""
-    from ..artifacts import ARTIFACTS, attach_artifacts, spectrogram_pngs
+    from ..reports.artifacts import ARTIFACTS, attach_artifacts, spectrogram_pngs
 
     folder = save_best_outputs(plan, trial.number, outcomes)
     config = plan.settings.base_config()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..corpus import SongPair
-from ..sweepconfig import SweepSettings
+from ..data.corpus import SongPair
+from .config import SweepSettings
 
 
 @dataclass

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..io import save_figure
 from ..measures import is_multi_objective, objective_measures
-from ..report import pyplot
+from ..reports.common import pyplot
+from ..util.io import save_figure
 
 
 def plot_by_activation(frame: pd.DataFrame, path: Path) -> None:

@@ -14,11 +14,11 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from ..io import write_csv, write_text
-from ..listening import write_sweep_listening_report
-from ..machine import describe
 from ..measures import TRIAL_MEASURES, TRUTH_MEASURES, objective_measures
-from ..report import activation_table, best_rows, fmt, mean_std, plot_spectrograms
+from ..reports.common import activation_table, best_rows, fmt, mean_std, plot_spectrograms
+from ..reports.listening import write_sweep_listening_report
+from ..util.io import write_csv, write_text
+from ..util.machine import describe
 from . import plots
 from .objective import PairCache, run_pair, summarise
 from .plan import SweepPlan
@@ -206,12 +206,12 @@ def _best_spectrogram_plot(plan: SweepPlan, best: FrozenTrial, path: Path) -> bo
 
 
 def baseline_table(plan: SweepPlan) -> pd.DataFrame:
-    """The trivial baselines (copy either song, mix them; musicstyle/baselines.py) at the sweep's settings,
+    """The trivial baselines (copy either song, mix them; musicstyle/data/baselines.py) at the sweep's settings,
     measured on every pair and averaged: what a trial has to beat. Cached in baselines.csv per study."""
-    from ..audio import load_clip
-    from ..baselines import score_baselines
-    from ..transfer import load_pair
-    from ..truth import reference_for
+    from ..data.baselines import score_baselines
+    from ..engine.audio import load_clip
+    from ..engine.transfer import load_pair
+    from ..truth.measures import reference_for
     from .objective import pair_config
 
     path = plan.results_dir / "baselines.csv"
@@ -239,7 +239,7 @@ def baseline_lines(frame: pd.DataFrame, baselines: pd.DataFrame, objective: str)
     columns = ["baseline", *dict.fromkeys([*measures, "quality_score", "style_distance", "content_distance",
                                            *[k for k in TRUTH_MEASURES if k in baselines]])]
     lines = ["## Trivial baselines (mean over the pairs, at the sweep's settings)", "",
-             "Copying either song, mixing them, all through the same Griffin-Lim (`musicstyle/baselines.py`;"
+             "Copying either song, mixing them, all through the same Griffin-Lim (`musicstyle/data/baselines.py`;"
              " the oracle is the target itself through Griffin-Lim, the floor). A setting is only worth reporting"
              " as better where it beats these.", "", _table(baselines, columns), ""]
     best = best_rows(frame, objective)

@@ -22,10 +22,10 @@ import optuna
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from ..config import TransferConfig
+from ..data.paper_songs import PAPER_ROWS
 from ..errors import ConfigError, MusicStyleError
 from ..measures import directions, is_multi_objective
-from ..paper import PAPER_ROWS
-from ..sweepconfig import SweepSettings
+from .config import SweepSettings
 from .journal import repair_journal
 from .plan import SweepPlan
 

@@ -20,8 +20,8 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import MusicStyleError, OutputError
-from ..machine import limit_threads
-from ..progress import eta
+from ..util.machine import limit_threads
+from ..util.progress import eta
 from .objective import PairCache, PairOutcome, improves, keep_outputs, objective
 from .plan import SweepPlan
 from .quarantine import stop_if_too_many
