@@ -12,7 +12,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .config import FIELDS, TransferConfig, make_config
+from .data.rendered import PAIRS
 from .errors import MusicStyleError
+from .truth.cli import add_truth_commands
 from .util.io import ensure_writable_folder
 from .util.progress import iteration_printer
 
@@ -182,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     render = corpus.add_parser("render", help="render the pairs with targets (FluidSynth, Bach chorales)")
     render.add_argument("folder", nargs="?", help="output folder (default: the cache, $MUSICSTYLE_CACHE_DIR)")
     render.add_argument("--seed", type=int, default=0, help="seed drawing the pairs (default 0)")
-    render.add_argument("--pairs", type=int, default=24, help="number of pairs (default 24)")
+    render.add_argument("--pairs", type=int, default=PAIRS, help=f"number of pairs (default {PAIRS})")
     render.set_defaults(func=cmd_corpus_render)
 
     truth = commands.add_parser("truth", help="validate the fair measures against the rendered corpus's targets")
@@ -192,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     truth.add_argument("--report-only", action="store_true", help="write the report from runs.csv, running nothing")
     truth.add_argument("--paper-dir", help="the paper's songs, for their baselines (default: $MUSICSTYLE_PAPER_SONGS)")
     truth.set_defaults(func=cmd_truth)
+    add_truth_commands(truth)
     return parser
 
 

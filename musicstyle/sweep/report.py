@@ -251,6 +251,10 @@ def baseline_lines(frame: pd.DataFrame, baselines: pd.DataFrame, objective: str)
         verdict = "beats" if value < floor[measure] else "does not beat"
         lines += [f"The best trial ({measure} {value:.4g}) {verdict} the best trivial baseline, "
                   f"{floor['baseline']} ({floor[measure]:.4g}).", ""]
+        if measure == "truth_score":  # the score's own zero: beating every trivial output of each pair
+            where = "below" if value < 0 else "not below"
+            lines += [f"truth_score below 0 means beating every trivial output of a pair (docs/truth.md); the best "
+                      f"trial's mean over pairs is {where} 0.", ""]
     return lines
 
 

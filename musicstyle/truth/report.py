@@ -77,7 +77,7 @@ def seed_means(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 def ablation_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean ± std over seeds (each seed first averaged over the ablation's pairs) per activation and weights."""
-    columns = ["truth_score", "truth_timbre", "truth_content", "quality_score"]
+    columns = ["truth_score", "truth_timbre", "truth_notes", "quality_score"]
     per_seed = seed_means(frame, columns)
     grouped = per_seed.groupby(["activation", "label"])
     out = grouped[columns].agg(lambda s: f"{s.mean():.3f} ± {s.std(ddof=1) if len(s) > 1 else float('nan'):.3f}")
@@ -102,7 +102,7 @@ def compare(per_seed: pd.DataFrame, by: str, column: str) -> tuple[str, str]:
 def plot_scatter(frame: pd.DataFrame, rho: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    truths = list(TRUTH_COLUMNS)
+    truths = ["truth_timbre", "truth_notes", "truth_score"]
     fig, axes = plt.subplots(len(FAIR), len(truths), figsize=(4 * len(truths), 3.4 * len(FAIR)), squeeze=False)
     for i, fair in enumerate(FAIR):
         for j, truth in enumerate(truths):
@@ -124,12 +124,12 @@ def plot_baselines(baselines: pd.DataFrame, transfers: pd.DataFrame, path: Path)
 
     rendered = baselines[baselines["corpus"] == "rendered"]
     fig, ax = plt.subplots(figsize=(7, 5))
-    ax.scatter(transfers["truth_timbre"], transfers["truth_content"], s=10, alpha=0.5, color="grey",
+    ax.scatter(transfers["truth_timbre"], transfers["truth_notes"], s=10, alpha=0.5, color="grey",
                label=f"transfers ({len(transfers)})")
     for name, part in rendered.groupby("baseline"):
-        ax.scatter(part["truth_timbre"].mean(), part["truth_content"].mean(), s=60, marker="D", label=name)
-    ax.set_xlabel("truth_timbre (0 = oracle, 1 = content copy)")
-    ax.set_ylabel("truth_content (0 = oracle, 1 = style copy)")
+        ax.scatter(part["truth_timbre"].mean(), part["truth_notes"].mean(), s=60, marker="D", label=name)
+    ax.set_xlabel("truth_timbre (0 = the target's instrument, 1 = the content's)")
+    ax.set_ylabel("truth_notes (0 = the target's notes, 1 = as far as the style song)")
     ax.set_title("Transfers and baselines (baselines: mean over the rendered pairs)")
     ax.legend(fontsize=7)
     save_figure(fig, path)
@@ -190,10 +190,11 @@ def write_report(out_dir: Path, runs: pd.DataFrame, baselines: pd.DataFrame, met
           enumerate(meta["phases"])], "",
         f"Corpus: {len(meta['pair_names'])} rendered pairs ({meta['corpus_summary']}). Run settings shared by every "
         f"run: {meta['fixed']}; the rest are TransferConfig's defaults (L-BFGS, kernel width 11, gain sqrt(2)).", "",
-        "Measures (docs/truth.md has the formulas): `truth_whole` (log-mel, frame by frame), `truth_timbre` "
-        "(time-pooled MFCC statistics), `truth_content` (chroma against the target, frame-aligned); 0 = the target "
-        "through the run's Griffin-Lim, 1 = the content copy (timbre, whole) or the style copy (content). "
-        "`truth_score` = (timbre + content) / 2. All lower is better.", "",
+        "Measures (docs/truth.md has the formulas; each passes its sanity suite, sanity.md): `truth_timbre` (the "
+        "timbre model's odds of the target's instrument against the content's: 0 the target's, 1 the content's), "
+        "`truth_notes` (constant-Q chroma against the score: 0 the target's notes, 1 as far as the style song), "
+        "`truth_score` (minus the margin over the pair's trivial frontier: below 0 beats every trivial output). "
+        "All lower is better; `truth_lsd_db` and `truth_artefacts_db` are reported beside them.", "",
         "## Baselines", "",
         "Mean over each corpus's pairs. Truth measures only where a target exists (the rendered corpus).", "",
         baseline_table(baselines).to_markdown(index=False), "",

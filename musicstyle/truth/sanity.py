@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.audio import load_clip
 from ..config import TransferConfig
-from ..engine.spectrogram import crop_frames, log_magnitude
+from ..engine.audio import load_clip
 from ..engine.reconstruct import griffin_lim
+from ..engine.spectrogram import crop_frames, log_magnitude
 
 GL_BUDGETS = (30, 100, 500)
 SNRS_DB = (40, 30, 20)
@@ -95,8 +95,8 @@ def shifted_render(corpus_dir: Path, piece: str, program: int, semitones: int) -
     """The piece on `program` transposed by `semitones`, rendered once into the corpus folder."""
     import soundfile as sf
 
-    from ..util.io import atomic_path
     from ..data.rendered import SAMPLE_RATE_HZ, piece_notes, render_name, render_notes
+    from ..util.io import atomic_path
 
     path = corpus_dir / render_name(piece, program).replace(".wav", f"__shift{semitones:+d}.wav")
     if not path.is_file():

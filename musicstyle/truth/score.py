@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.audio import load_clip
 from ..config import TransferConfig, make_config
+from ..engine.audio import load_clip
 from ..errors import AudioError
 
 
@@ -29,9 +29,13 @@ def native_rate(path: Path) -> int:
     except Exception:  # soundfile cannot read the header: let librosa try (mp3, m4a)
         pass
     try:
+        import warnings
+
         import librosa
 
-        return int(librosa.get_samplerate(str(path)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # librosa's audioread fallback warns before it fails
+            return int(librosa.get_samplerate(str(path)))
     except Exception:
         raise AudioError(f"{path}: not a readable audio file") from None
 

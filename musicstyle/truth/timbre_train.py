@@ -119,8 +119,7 @@ def train_and_report(model_path: str | Path | None, report_path: str | Path, qui
                      command: str = "python -m musicstyle truth train-timbre") -> Path:
     """Build the training set, choose C on held-out pieces, refit on all, save the model and its report."""
     from ..util.io import write_text
-    from ..util.machine import machine_line
-    from ..util.machine import code_version
+    from ..util.machine import code_version, describe
 
     start = time.perf_counter()
     pieces = train_pieces(4 if quick else TRAIN_PIECE_COUNT)
@@ -137,7 +136,7 @@ def train_and_report(model_path: str | Path | None, report_path: str | Path, qui
     lines = [
         "# The timbre model: accuracy on chorales held out of its training", "",
         f"Written by `{command}` at code version {code_version()}, {time.strftime('%Y-%m-%d')}. Machine: "
-        f"{machine_line()}. Precision: float64 features (numpy / librosa), Griffin-Lim in float32. "
+        f"{describe()}. Precision: float64 features (numpy / librosa), Griffin-Lim in float32. "
         f"Wall time {(time.perf_counter() - start) / 60:.1f} min.", "",
         f"Training audio: {len(pieces)} chorales in no pair ({', '.join(pieces)}), {len(INSTRUMENTS)} programs, "
         f"SoundFonts {', '.join(sorted(set(data['font'])))}, {1 if quick else AUGMENTATIONS} augmented examples per "

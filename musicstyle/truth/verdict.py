@@ -23,13 +23,12 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binom
 
-from ..engine.audio import load_clip, write_wav
 from ..config import TransferConfig, make_config
 from ..data.corpus import SongPair, rendered_pairs
-from ..errors import ConfigError, MusicStyleError
-from ..util.io import ensure_writable_folder, write_csv, write_text
 from ..data.paper_songs import PAPER_ROWS
 from ..engine.transfer import load_pair, run_transfer
+from ..errors import ConfigError, MusicStyleError
+from ..util.io import atomic_path, ensure_writable_folder, write_csv, write_text
 from .measures import reference_for
 
 SIGNIFICANCE = 0.05
@@ -73,20 +72,26 @@ def decision_rule(pairs: int) -> str:
     k = sign_test_threshold(pairs)
     return (
         "# Decision rule (written before the first run)\n\n"
-        f"An arm *beats the trivial frontier* on a pair when its `truth_score` there is below 0: no trivial output "
-        "(content copy, style copy, waveform mixes w = 0.25 / 0.5 / 0.75, magnitude mix, EQ matching, each through "
-        "the same Griffin-Lim) is at least as good on both timbre and notes (docs/truth.md).\n\n"
+        "An arm *beats the trivial frontier* on a pair when its `truth_score` there is below 0: it beats every "
+        "trivial output (content copy, style copy, waveform mixes w = 0.25 / 0.5 / 0.75, magnitude mix, EQ matching, "
+        "each through the same Griffin-Lim) by more than the measures' tolerance on timbre or on notes "
+        "(docs/truth.md).\n\n"
         f"An arm *beats a trivial output at this budget* when it beats the frontier on at least {k} of the {pairs} "
         f"held-out pairs: a one-sided sign test against 'no better than the frontier' at p < {SIGNIFICANCE} "
         f"(P(X >= {k}) = {binom.sf(k - 1, pairs, 0.5):.4f} for X ~ Binomial({pairs}, 1/2)). Otherwise it does "
-        "not. Each arm and each budget is judged on its own; the verdict names every arm that passes, or none.\n")
+        "not. Each arm and each budget is judged on its own; the verdict names every arm that passes, or none."
+        + (f" (With {pairs} pairs no count can reach p < {SIGNIFICANCE}: this plan cannot give a verdict.)"
+           if k > pairs else "") + "\n")
 
 
 def plan_runs(plan: VerdictPlan, pairs: list[SongPair]) -> list[dict[str, Any]]:
-    """Every run as a dict: run_id, budget, arm, pair and its settings; cheapest budget first."""
+    """Every run as a dict: run_id, budget, arm, pair and its settings; cheapest budget first, and within it
+    arm by arm (the infinite-filter limit, the cheapest, first), so a partial run judges whole arms."""
     runs = []
+    order = sorted(ARMS, key=lambda arm: not math.isinf(ARMS[arm].get("filters", 0)))
     for budget in plan.budgets:
-        for arm, settings in ARMS.items():
+        for arm in order:
+            settings = ARMS[arm]
             for pair in pairs:
                 runs.append({"run_id": f"{budget}|{arm}|{pair.name}", "budget": budget, "arm": arm,
                              "pair": pair.name, **BUDGETS[budget], **settings, **plan.arm_overrides})
@@ -102,6 +107,15 @@ def audio_path(out_dir: Path, run: dict[str, Any]) -> Path:
     return out_dir / "audio" / safe / f"{run['pair']}.flac"
 
 
+def write_flac(path: Path, audio: np.ndarray, sample_rate_hz: int) -> None:
+    """16-bit FLAC, peak-normalised when it would clip (a listening copy; the measures used the float audio)."""
+    import soundfile as sf
+
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), audio / peak if peak > 1.0 else audio, sample_rate_hz, format="FLAC", subtype="PCM_16")
+
+
 def run_one(run: dict[str, Any], pair: SongPair, base: TransferConfig, references: dict, out_dir: Path
             ) -> dict[str, Any]:
     """One transfer, its audio written beside the table, its truth and fair measures; a failure is a row."""
@@ -111,7 +125,7 @@ def run_one(run: dict[str, Any], pair: SongPair, base: TransferConfig, reference
         spectrograms = load_pair(pair.content, pair.style, config)
         result = run_transfer(spectrograms, config)
         truth = reference_for(pair, config, references).measures(result.audio)
-        write_wav(audio_path(out_dir, run), result.audio, config.sample_rate_hz)
+        write_flac(audio_path(out_dir, run), result.audio, config.sample_rate_hz)
     except MusicStyleError as err:
         return run | {"state": "failed", "reason": str(err), "seconds": time.perf_counter() - start}
     opt = result.optimization
@@ -187,7 +201,3 @@ def prepare(plan: VerdictPlan, out_dir: Path, seed: int, corpus_dir: str | None 
     base = make_config(plan.fixed | {"seed": seed})
     write_decision(out_dir, len(pairs))
     return pairs, base, plan_runs(plan, pairs)
-
-
-def clip_of(pair: SongPair, config: TransferConfig) -> np.ndarray:
-    return load_clip(pair.target, config.sample_rate_hz, config.offset_seconds, config.clip_seconds)
