@@ -55,6 +55,7 @@ from common import (
 from musicstyle.config import make_config
 from musicstyle.engine import optimize
 from musicstyle.engine.fast import fused
+from musicstyle.engine.fast.anchors import ANCHOR_REFRESH_ITERATIONS
 from musicstyle.engine.losses import StyleTarget, style_distance_sq, style_target
 from musicstyle.engine.network import (
     ConvMatrices,
@@ -64,15 +65,8 @@ from musicstyle.engine.network import (
     product_columns,
     unfold_frames,
 )
-from musicstyle.engine.optimize import (
-    ANCHOR_REFRESH_ITERATIONS,
-    Problem,
-    _next_anchor,
-    build_problem,
-    exact_anchor,
-    keep_freed_memory,
-    uses_anchor,
-)
+from musicstyle.engine.optimize import Problem, build_problem, exact_anchor, keep_freed_memory
+from musicstyle.engine.problem import next_anchor
 from musicstyle.engine.reference import StraightStep
 from musicstyle.util.io import write_text
 
@@ -97,22 +91,22 @@ def project_step(problem: Problem) -> Step:
 
 
 def anchored(problem: Problem, spec: torch.Tensor) -> Problem:
-    """The problem as a bf16 L-BFGS run evaluates it: through an anchor near `spec` (optimize.uses_anchor)."""
-    if uses_anchor(problem):
+    """The problem as a bf16 L-BFGS run evaluates it: through an anchor near `spec` (Problem.anchored)."""
+    if problem.anchored:
         problem.anchor = exact_anchor(problem, spec * 0.999)
     return problem
 
 
 def mean_run_evaluation(problem: Problem, spec: torch.Tensor, device: torch.device, cycles: int = 2) -> float:
     """Mean seconds of a bf16 evaluation as an L-BFGS run makes them: each through the anchor the
-    previous one left, with the exact refreshes of optimize._next_anchor amortised (whole cycles)."""
+    previous one left, with the exact refreshes of problem.next_anchor amortised (whole cycles)."""
     step = project_step(problem)
     step(spec)
     times = []
     for iteration in range(1, cycles * ANCHOR_REFRESH_ITERATIONS + 1):
         synchronize(device)
         start = time.perf_counter()
-        problem.anchor = _next_anchor(problem, iteration, spec)
+        problem.anchor = next_anchor(problem, iteration, spec)
         step(spec)
         synchronize(device)
         times.append(time.perf_counter() - start)
@@ -368,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
                     "relative to the straightforward step. The project runs both products on columns padded with "
                     "zeros to whole blocks of the CPU's kernels (network.product_columns); the floor rows on those "
                     "columns show what that padding buys. The bf16 step runs through an anchor, as in an L-BFGS run "
-                    "(optimize.uses_anchor), its style term too (losses.StyleAnchor), written out with its "
+                    "(Problem.anchored), its style term too (fast/anchors.StyleAnchor), written out with its "
                     "elementwise passes compiled by torch.compile (engine/fast/fused.py; compiled before timing); "
                     "the row "
                     "'without fused passes' is the same step through autograd, op by op; the row 'in a run' adds "

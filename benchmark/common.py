@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from musicstyle.config import INIT_NOISE_STD, TransferConfig
+from musicstyle.data.paper_songs import CONTENT_SONG, STYLE_SONG
 from musicstyle.util.machine import describe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,7 +103,7 @@ def paper_pair(config: TransferConfig) -> tuple[np.ndarray, np.ndarray, str]:
     from musicstyle.data.paper_songs import paper_songs_dir
 
     folder = paper_songs_dir()
-    content, style = (folder / "imperial.mp3", folder / "usa.mp3") if folder else (Path("-"), Path("-"))
+    content, style = (folder / CONTENT_SONG, folder / STYLE_SONG) if folder else (Path("-"), Path("-"))
     if content.exists() and style.exists():
         from musicstyle.engine.transfer import load_pair
 

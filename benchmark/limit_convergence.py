@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from musicstyle.config import make_config
+from musicstyle.data.paper_songs import PAPER_SONGS_ENV, SONGS
 from musicstyle.engine.limit.check import cosine, finite_point, limit_point
 from musicstyle.util.io import save_figure, write_csv, write_text
 from musicstyle.util.machine import cpu_model
@@ -151,7 +152,7 @@ def reduced(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[s
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--paper-dir", help="folder with imperial.mp3 and usa.mp3 (default: $MUSICSTYLE_PAPER_SONGS)")
+    parser.add_argument("--paper-dir", help=f"folder with {SONGS} (default: ${PAPER_SONGS_ENV})")
     parser.add_argument("--activations", default="relu,elu")
     parser.add_argument("--filters", default="256,512,1024,2048,4096,8192,16384")
     parser.add_argument("--seeds", type=int, default=5)

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from musicstyle.config import TransferConfig
+from musicstyle.data.paper_songs import PAPER_SONGS_ENV, SONGS
 from musicstyle.engine.limit.kernels import LOSS_SCALE_NOTE
 from musicstyle.paper.runs import WEIGHTS, plan_runs, run_all
 from musicstyle.util.io import write_text
@@ -62,7 +63,7 @@ def table(frame: pd.DataFrame, finite: pd.DataFrame) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paper-dir", default=os.environ.get("MUSICSTYLE_PAPER_SONGS"),
-                        help="folder with imperial.mp3 and usa.mp3 (default: $MUSICSTYLE_PAPER_SONGS)")
+                        help=f"folder with {SONGS} (default: ${PAPER_SONGS_ENV})")
     parser.add_argument("--activations", default="relu,leaky_relu,elu,selu")
     parser.add_argument("--weights", default="both", choices=("both", "paper", "blog"),
                         help="which weighting's cells to run (the table shows every cell run so far)")

@@ -33,7 +33,8 @@ from common import machine, start_spectrogram, synchronize, synthetic_pair, tabl
 
 from musicstyle.config import make_config
 from musicstyle.engine.fast import fused
-from musicstyle.engine.losses import anchor_operand, difference_terms, style_grad_scale, style_sum
+from musicstyle.engine.fast.anchors import anchor_operand, difference_terms
+from musicstyle.engine.losses import style_grad_scale, style_sum
 from musicstyle.engine.network import bf16_supported, fold_padded, gradient_columns, product_columns, unfold_frames
 from musicstyle.engine.optimize import Problem, build_problem, keep_freed_memory
 

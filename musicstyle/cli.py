@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .config import FIELDS, TransferConfig, make_config
+from .data.paper_songs import PAPER_SONGS_ENV, SONGS
 from .data.rendered import PAIRS
 from .errors import MusicStyleError
 from .truth.cli import add_truth_commands
@@ -137,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     reproduce = commands.add_parser("reproduce", help="reproduce and extend the paper's 559 vs 81.79 comparison")
     reproduce.add_argument("--paper-dir",
-                           help="folder with imperial.mp3 and usa.mp3 (default: $MUSICSTYLE_PAPER_SONGS)")
+                           help=f"folder with {SONGS} (default: ${PAPER_SONGS_ENV})")
     reproduce.add_argument("--out", default="results/paper", help="report folder (default: results/paper)")
     reproduce.add_argument("--seeds", type=int, default=3, help="seeds for the four rows and the ablation")
     reproduce.add_argument("--converged-seeds", type=int, default=1, help="seeds for each converged cell")
@@ -175,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.set_defaults(func=cmd_reproduce)
 
     fetch = commands.add_parser("fetch-paper-songs", help="download the paper's two songs and check their SHA-256")
-    fetch.add_argument("folder", help="where to put imperial.mp3 and usa.mp3")
+    fetch.add_argument("folder", help=f"where to put {SONGS}")
     fetch.add_argument("--url", help="base URL (default: the base paper's public repository)")
     fetch.set_defaults(func=cmd_fetch)
 

@@ -2,7 +2,7 @@
 
 The base paper's row, and the blog's LeakyReLU row: style-heavy (alpha 1e-3, beta 10), where rounding
 the whole spectrogram to bfloat16 at each product ended 7.5 % above float32 before the anchors
-(optimize.uses_anchor).
+(engine/fast/anchors.py).
 """
 
 from __future__ import annotations

@@ -130,14 +130,17 @@ def test_a_failed_compile_warns_once_and_leaves_the_step_to_autograd(monkeypatch
 def test_step_parts_benchmark_cuts_the_fused_step_without_changing_it():
     """benchmark/step_parts.py times fused.anchored_step part by part; before timing it checks (bit for bit)
     that its parts give that step's loss and gradient, and stops with an error where they do not."""
+    import os
     import subprocess
     import sys
 
     from conftest import REPO
     from musicstyle.engine.network import bf16_supported
 
+    # benchmarks import the installed package (pip install -e .); here, the checkout under test
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
     done = subprocess.run([sys.executable, "benchmark/step_parts.py", "--frames", "40", "--steps", "1"], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=env)
     if not bf16_supported("cpu"):  # the benchmark times the fast path only, and says so
         assert done.returncode != 0 and "no fast bfloat16" in done.stderr
         return

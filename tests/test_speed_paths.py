@@ -15,15 +15,8 @@ from helpers import BINS, project_step, small_config, spectrograms
 from musicstyle.engine import optimize
 from musicstyle.engine import problem as problem_module
 from musicstyle.engine.fast import fused
-from musicstyle.engine.losses import (
-    Anchor,
-    _style_value_and_grad,
-    anchored_style,
-    loss_terms,
-    style_anchor,
-    style_distance_sq,
-    style_target,
-)
+from musicstyle.engine.fast.anchors import STYLE_REFRESH_ITERATIONS, Anchor, anchored_style, style_anchor
+from musicstyle.engine.losses import loss_terms, style_distance_sq, style_target, style_value_and_grad
 from musicstyle.engine.metrics import spectral_convergence
 from musicstyle.engine.network import (
     conv_matrices,
@@ -96,7 +89,7 @@ def test_fused_losses_match_separate_terms_and_only_the_input_gets_a_gradient():
     features, content, style = (torch.rand(32, 20, generator=gen, dtype=torch.float64) for _ in range(3))
     target = style_target(style, 25, "frames")
     x = features.clone().requires_grad_(True)
-    c, s, _ = loss_terms(x, content, target)
+    c, s = loss_terms(x, content, target)
     (0.5 * c + 3.0 * s).backward()
     y = features.clone().requires_grad_(True)
     (0.5 * (y - content).square().sum() + 3.0 * (y @ y.T / 25 - style @ style.T / 25).square().sum()).backward()
@@ -160,8 +153,8 @@ def test_anchored_style_term_follows_the_exact_one_through_a_step():
 
     value, grad, scale, point = anchored_style(start + step, target, anchor)
     value0, grad0, _, _ = anchored_style(start, target, anchor)
-    exact_value, exact_grad = _style_value_and_grad((start + step).double(), exact_target, True)
-    exact_value0 = _style_value_and_grad(start.double(), exact_target, False)[0]
+    exact_value, exact_grad = style_value_and_grad((start + step).double(), exact_target, True)
+    exact_value0 = style_value_and_grad(start.double(), exact_target, False)[0]
     # the change over the step (the anchor's own value has float32 round-off; measured: 1e-6 off)
     assert float(value - value0) == pytest.approx(float(exact_value - exact_value0), rel=1e-4)
     grad_error = float((grad.double() * scale - exact_grad).norm() / exact_grad.norm())
@@ -217,8 +210,7 @@ def test_bf16_lbfgs_is_anchored_and_reports_the_loss_of_its_result(monkeypatch, 
     monkeypatch.setattr(Problem, "loss_parts", spy)
     monkeypatch.setattr(fused, "COMPILE", fused_passes)
     exact_style = []
-    for module in (optimize, problem_module):  # refreshes (optimize) and exact anchors (problem)
-        monkeypatch.setattr(module, "style_anchor", lambda *args: exact_style.append(1) or style_anchor(*args))
+    monkeypatch.setattr(problem_module, "style_anchor", lambda *args: exact_style.append(1) or style_anchor(*args))
     clear_problem_cache()
     content, style, _ = (s.numpy().astype(np.float32) for s in spectrograms(dtype=torch.float32))
     config = small_config(precision="bf16", iterations=40, gram_mode="frames")
@@ -226,7 +218,7 @@ def test_bf16_lbfgs_is_anchored_and_reports_the_loss_of_its_result(monkeypatch, 
     assert not result.float64_fallback and result.iterations > 10
     assert len(anchored) == result.evaluations + 1 and all(anchored)  # + 1: the final loss
     # exact style anchors: the start, every STYLE_REFRESH_ITERATIONS, the final loss
-    assert len(exact_style) == 2 + result.iterations // optimize.STYLE_REFRESH_ITERATIONS
+    assert len(exact_style) == 2 + result.iterations // STYLE_REFRESH_ITERATIONS
     bf16 = cached_problem(content, style, config)
     weights = random_filters(BINS, config.filters, config.kernel_width, config.init_gain, config.seed)
     weights = weights.bfloat16().float()

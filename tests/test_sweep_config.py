@@ -146,3 +146,13 @@ def test_apply_override_creates_sections():
     assert data == {"fixed": {"iterations": 5}, "corpus": "paper"}
     with pytest.raises(ConfigError, match="key=value"):
         apply_override(data, "fixed.iterations")
+
+
+def test_default_yaml_states_the_study_defaults():
+    """configs/default.yaml documents every study default; its values are the code's (sweep/config.py)."""
+    import yaml
+
+    from musicstyle.sweep.config import STUDY_DEFAULTS
+
+    study = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "default.yaml").read_text())["study"]
+    assert study == STUDY_DEFAULTS

@@ -19,7 +19,7 @@ from ..errors import AudioError, ConfigError
 from ..sweep.config import SweepSettings
 from ..util.names import check_name, safe_name
 from ..util.values import number, reject_unknown
-from .paper_songs import PAPER_SONGS_ENV, paper_song_paths, paper_songs_dir
+from .paper_songs import paper_song_paths, paper_songs_dir, songs_needed
 
 PACKAGE_ROOT = "immich-memories-music"  # `root:` value naming the built-in package's tracks folder
 MOODS = ("calm", "energetic", "happy", "nostalgic", "tender")
@@ -85,8 +85,7 @@ def paper_pairs(paper_dir: str | Path | None) -> list[SongPair]:
     """The base paper's two songs: imperial.mp3 (content) and usa.mp3 (style) in `paper_dir`."""
     paper_dir = paper_songs_dir(paper_dir)
     if paper_dir is None:
-        raise ConfigError(f"--corpus paper needs --paper-dir DIR or ${PAPER_SONGS_ENV} (the folder with imperial.mp3 "
-                          "and usa.mp3)")
+        raise songs_needed("--corpus paper")
     content, style = paper_song_paths(paper_dir)
     return [SongPair("paper", content, style)]
 

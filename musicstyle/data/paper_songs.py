@@ -12,16 +12,22 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import AudioError
+from ..errors import AudioError, ConfigError
 from ..util.io import atomic_path
 
 SONGS_URL = "https://raw.githubusercontent.com/DmitryUlyanov/neural-style-audio-tf/master/inputs/"
-SONG_SHA256 = {
-    "imperial.mp3": "65ac7b86af2f2b93c88c0cf6bc50a40e6923c1f7ff93b46504abf70552f7cbb2",  # content
-    "usa.mp3": "193f8fafe1c0755472cf20818eb4ac3549076d1fb358bb7370dc1ee8b11bec55",  # style
-}
 CONTENT_SONG, STYLE_SONG = "imperial.mp3", "usa.mp3"
+SONGS = f"{CONTENT_SONG} and {STYLE_SONG}"  # as help texts and messages name them
+SONG_SHA256 = {
+    CONTENT_SONG: "65ac7b86af2f2b93c88c0cf6bc50a40e6923c1f7ff93b46504abf70552f7cbb2",
+    STYLE_SONG: "193f8fafe1c0755472cf20818eb4ac3549076d1fb358bb7370dc1ee8b11bec55",
+}
 PAPER_SONGS_ENV = "MUSICSTYLE_PAPER_SONGS"
+
+
+def songs_needed(what: str) -> ConfigError:
+    """The error for `what` (a command or option) run without the paper's songs."""
+    return ConfigError(f"{what} needs --paper-dir DIR or ${PAPER_SONGS_ENV} (the folder with {SONGS})")
 
 
 def paper_songs_dir(given: str | Path | None = None) -> Path | None:

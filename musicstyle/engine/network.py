@@ -247,7 +247,7 @@ def feature_maps(
 
 
 class Convolved(Protocol):
-    """A spectrogram and its convolution (`losses.Anchor`): spec (bins, frames), pre (filters, frames - width + 1)."""
+    """A spectrogram and its convolution (`anchors.Anchor`): spec (bins, frames), pre (filters, frames - width + 1)."""
 
     spec: torch.Tensor
     pre: torch.Tensor

@@ -2,14 +2,14 @@
 
 L-BFGS is scipy's L-BFGS-B (memory 10), as in the base paper; Adam is torch's. The loss and its
 gradient are computed by torch on the configured device; scipy sees float64 vectors. With bfloat16
-products the runs convolve through anchors (`uses_anchor`).
+products the runs convolve through anchors (`engine/fast/anchors.py`); the optimiser sees only a
+`LossProblem`: its loss, and `accept` at each point it accepts.
 
 The problem (filters, content features, style target; `problem.py`) is built once per (pair, network).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,10 +21,10 @@ import torch
 from ..config import INIT_NOISE_STD, TransferConfig
 from ..errors import DivergenceError
 from ..util.machine import keep_freed_memory, one_blas_thread
-from .losses import Anchor, style_anchor
 from .network import bf16_supported, resolve_precision  # noqa: F401 (callers reach them here)
 from .problem import (  # noqa: F401 (the problem's builders, where callers reach them)
     NETWORK_FIELDS,
+    LossProblem,
     Problem,
     build_problem,
     cached_problem,
@@ -36,8 +36,6 @@ from .problem import (  # noqa: F401 (the problem's builders, where callers reac
 Progress = Callable[[int, int, float], None]  # (iteration, of iterations, current total loss)
 
 LBFGS_MEMORY = 10  # scipy's default, the base paper's
-ANCHOR_REFRESH_ITERATIONS = 50  # bf16: recompute the anchor with float32 products this often (uses_anchor)
-STYLE_REFRESH_ITERATIONS = 10  # bf16: and its style term (losses.StyleAnchor) this often
 EARLY_STALL_ITERATIONS = 10  # an L-BFGS line-search failure before this many iterations is retried in float64
 
 
@@ -79,46 +77,11 @@ def _check_finite(value: float, evaluation: int, config: TransferConfig) -> None
         raise DivergenceError(f"loss became {value} at evaluation {evaluation}{hint}")
 
 
-def uses_anchor(problem: Problem) -> bool:
-    """Whether the run convolves through anchors: with bfloat16 products (see `network.Anchor`).
-
-    Rounding the whole spectrogram and the result to bfloat16 at each product turns the loss into a
-    staircase in x (steps of 2^-9 of |x| and of |W x|) and ends L-BFGS well above float32 at the
-    blog's style-heavy settings. Each line search starts from an anchor at
-    the accepted point, so only the step is rounded. The anchor after an iteration comes from that
-    evaluation; every ANCHOR_REFRESH_ITERATIONS, at the start and for the reported final loss it is
-    recomputed with float32 products (`exact_anchor`), so rounding cannot pile up along the path.
-
-    In 'frames' mode the anchor carries the style term too (`losses.StyleAnchor`): the four float32
-    products of F^T F, F^T S and the gradient become two bfloat16 products of the difference. Its
-    round-off piles up faster (the gradient is a small difference of large terms), so the style
-    anchor is recomputed exactly every STYLE_REFRESH_ITERATIONS, chosen as the longest interval that
-    kept the four paper rows' bf16 final loss within 1 % of float32 (tests/test_bf16_paper.py checks
-    two of them; the figures are in the README's Speed section and its results files).
-    """
-    return problem.matrices is not None and problem.matrices.weight.dtype == torch.bfloat16
-
-
-def _next_anchor(problem: Problem, iteration: int, spec: torch.Tensor) -> Anchor:
-    """The anchor after `iteration` at the accepted `spec`: the last evaluation's, or an exact one.
-
-    Every ANCHOR_REFRESH_ITERATIONS the whole anchor is recomputed exactly; every
-    STYLE_REFRESH_ITERATIONS the style anchor is, at the features the last evaluation convolved.
-    """
-    last = problem.last_convolved
-    if iteration % ANCHOR_REFRESH_ITERATIONS == 0 or last is None or not torch.equal(last.spec, spec):
-        return exact_anchor(problem, spec)
-    if last.style is not None and iteration % STYLE_REFRESH_ITERATIONS == 0:
-        last.style = style_anchor(last.style.features, problem.style)
-    return last
-
-
-def _run_lbfgs(problem: Problem, x0: np.ndarray, progress: Progress | None) -> dict:
+def _run_lbfgs(problem: LossProblem, x0: np.ndarray, progress: Progress | None) -> dict:
     config = problem.config
-    device, dtype = problem.filters.device, problem.filters.dtype
+    device, dtype = problem.device, problem.dtype
     shape = x0.shape
     state = {"evaluations": 0, "history": [], "last": None}
-    anchored = uses_anchor(problem)
 
     def as_spec(flat: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(flat.reshape(shape)).to(device=device, dtype=dtype)
@@ -136,8 +99,7 @@ def _run_lbfgs(problem: Problem, x0: np.ndarray, progress: Progress | None) -> d
         return value, spec.grad.detach().to(torch.float64).cpu().numpy().ravel()
 
     def on_iteration(intermediate_result: scipy.optimize.OptimizeResult) -> None:
-        if anchored:  # the next line search starts from the accepted point
-            problem.anchor = _next_anchor(problem, len(state["history"]) + 1, as_spec(intermediate_result.x))
+        problem.accept(as_spec(intermediate_result.x), len(state["history"]) + 1)  # the next line search's start
         state["history"].append(float(intermediate_result.fun))
         if progress:
             progress(len(state["history"]), config.iterations, float(intermediate_result.fun))
@@ -150,11 +112,9 @@ def _run_lbfgs(problem: Problem, x0: np.ndarray, progress: Progress | None) -> d
             options={"maxiter": config.iterations, "maxcor": LBFGS_MEMORY},
         )
     last_x, value, content, style = state["last"]
-    if anchored or not np.array_equal(last_x, result.x):  # bf16, or the last evaluation was a rejected trial
+    spec = as_spec(result.x)
+    if problem.accept(spec, None) or not np.array_equal(last_x, result.x):  # or the last one was a rejected trial
         with torch.no_grad():
-            spec = as_spec(result.x)
-            if anchored:
-                problem.anchor = exact_anchor(problem, spec)
             total, c, s = problem.loss_parts(spec)
             value, content, style = float(total), float(c), float(s)
     message = result.message if isinstance(result.message, str) else result.message.decode()
@@ -165,9 +125,9 @@ def _run_lbfgs(problem: Problem, x0: np.ndarray, progress: Progress | None) -> d
     }
 
 
-def _run_adam(problem: Problem, x0: np.ndarray, progress: Progress | None) -> dict:
+def _run_adam(problem: LossProblem, x0: np.ndarray, progress: Progress | None) -> dict:
     config = problem.config
-    device, dtype = problem.filters.device, problem.filters.dtype
+    device, dtype = problem.device, problem.dtype
     spec = torch.tensor(x0, device=device, dtype=dtype, requires_grad=True)
     optimizer = torch.optim.Adam([spec], lr=config.lr)
     schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.iterations)
@@ -181,20 +141,16 @@ def _run_adam(problem: Problem, x0: np.ndarray, progress: Progress | None) -> di
         value = float(total.detach())
         _check_finite(value, step, config)
         initial = value if initial is None else initial
-        if uses_anchor(problem):  # the point just evaluated, copied: Adam moves `spec` in place
-            last = problem.last_convolved
-            problem.last_convolved = Anchor(last.spec.clone(), last.pre, last.style)
+        # Adam has no line search: every step starts from the point just evaluated (copied: the step moves it)
+        problem.accept(spec.detach().clone(), step)
         optimizer.step()
         if schedule is not None:
             schedule.step()
-        if uses_anchor(problem):  # Adam has no line search: every step starts from the last point
-            problem.anchor = _next_anchor(problem, step, problem.last_convolved.spec)
         history.append(value)
         if progress:
             progress(step, config.iterations, value)
     with torch.no_grad():
-        if uses_anchor(problem):
-            problem.anchor = exact_anchor(problem, spec.detach())
+        problem.accept(spec.detach(), None)
         total, content, style = problem.loss_parts(spec)
     _check_finite(float(total), config.iterations + 1, config)
     return {
@@ -210,7 +166,7 @@ def optimize_spectrogram(
     config: TransferConfig,
     device: torch.device | str = "cpu",
     progress: Progress | None = None,
-    problem: Problem | None = None,
+    problem: LossProblem | None = None,
 ) -> OptimizationResult:
     """Optimise a spectrogram whose features match the content's and whose Grams match the style's.
 
@@ -228,16 +184,15 @@ def optimize_spectrogram(
     if problem is None:
         problem = cached_problem(content_spec, style_spec, config, device)
     x0 = initial_spectrogram(content_spec, config.init, config.seed)
-    problem = dataclasses.replace(problem, anchor=None)  # each run has its own anchors
-    if uses_anchor(problem):
-        problem.anchor = exact_anchor(problem, torch.as_tensor(x0, dtype=problem.filters.dtype, device=device))
+    problem = problem.for_run()
+    problem.accept(torch.as_tensor(x0, dtype=problem.dtype, device=device), 0)
     run = _run_lbfgs if config.optimizer == "lbfgs" else _run_adam
     outcome = run(problem, x0, progress)
     fallback = False
     # float32 round-off at a huge initial loss ends L-BFGS-B within a few iterations, as a line-search
     # failure (ABNORMAL) or as a false "relative reduction <= factr*epsmch" convergence: retry in float64.
     if (config.optimizer == "lbfgs" and outcome["iterations"] < min(EARLY_STALL_ITERATIONS, config.iterations)
-            and problem.filters.dtype != torch.float64):
+            and problem.dtype != torch.float64):
         content_t, style_t = (torch.as_tensor(spec, dtype=torch.float64, device=device)
                               for spec in (content_spec, style_spec))
         problem64 = build_problem(content_t, style_t, config, dtype=torch.float64)

@@ -14,14 +14,16 @@ import math
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from ..config import TransferConfig
 from .fast import fused
-from .limit.kernels import build_limit_problem
-from .losses import Anchor, StyleTarget, loss_terms, style_anchor, style_target
+from .fast.anchors import ANCHOR_REFRESH_ITERATIONS, STYLE_REFRESH_ITERATIONS, Anchor, anchored_loss_terms, style_anchor
+from .limit.kernels import LimitProblem, build_limit_problem
+from .losses import StyleTarget, style_target
 from .network import (
     ConvMatrices,
     bf16_supported,
@@ -39,17 +41,68 @@ NETWORK_FIELDS = ("filters", "kernel_width", "init_gain", "seed", "activation", 
                   "gram_mode", "precision")
 
 
+class LossProblem(Protocol):
+    """What the optimiser needs of a problem: `Problem` (a network of random filters) or the limit's
+    `LimitProblem` (`--filters inf`)."""
+
+    config: TransferConfig
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+    def loss_parts(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(weighted total, unweighted content sum, unweighted style sum) of a (bins, frames) spectrogram."""
+        ...
+
+    def accept(self, spec: torch.Tensor, iteration: int | None) -> bool:
+        """The optimiser's point `spec` after `iteration` accepted iterations (0: the start; None: the final
+        point, whose loss is reported); True when the problem changed its state there, so that a loss
+        evaluated before must be evaluated again."""
+        ...
+
+    def for_run(self) -> LossProblem:
+        """The problem for one run, with its own per-run state."""
+        ...
+
+
 @dataclass
 class Problem:
-    """Everything one loss evaluation needs, on one device and dtype."""
+    """Everything one loss evaluation needs, on one device and dtype (a `LossProblem`)."""
 
     filters: torch.Tensor  # (filters, bins, width)
     content_features: torch.Tensor  # (filters, output_frames)
     style: StyleTarget
     config: TransferConfig
     matrices: ConvMatrices | None = None  # the filters as product matrices, in the products' dtype
-    anchor: Anchor | None = None  # bf16: convolve through the difference to this point (uses_anchor)
+    anchor: Anchor | None = None  # bf16: convolve through the difference to this point (`anchored`)
     last_convolved: Anchor | None = None  # the last spectrogram convolved, with its convolution
+
+    @property
+    def device(self) -> torch.device:
+        return self.filters.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.filters.dtype
+
+    @property
+    def anchored(self) -> bool:
+        """Whether the run convolves through anchors: with bfloat16 products (`engine/fast/anchors.py`)."""
+        return self.matrices is not None and self.matrices.weight.dtype == torch.bfloat16
+
+    def for_run(self) -> Problem:
+        return dataclasses.replace(self, anchor=None)  # each run has its own anchors
+
+    def accept(self, spec: torch.Tensor, iteration: int | None) -> bool:
+        """bf16: the next evaluations go through an anchor at `spec` (`next_anchor`; exact at the start and
+        at the final point). Otherwise nothing changes."""
+        if not self.anchored:
+            return False
+        self.anchor = exact_anchor(self, spec) if iteration is None else next_anchor(self, iteration, spec)
+        return True
 
     def features(self, spec: torch.Tensor) -> torch.Tensor:
         """(bins, frames) -> (filters, output_frames)."""
@@ -70,8 +123,8 @@ class Problem:
             return parts
         features = self.features(spec)
         style_anchor = None if self.anchor is None else self.anchor.style
-        content, style, self.last_convolved.style = loss_terms(features, self.content_features, self.style,
-                                                               style_anchor)
+        content, style, self.last_convolved.style = anchored_loss_terms(features, self.content_features,
+                                                                        self.style, style_anchor)
         total = self.config.alpha * content + self.config.beta * style
         return total, content, style
 
@@ -98,7 +151,7 @@ def _warn_once(message: str) -> None:
 
 def build_problem(
     content_spec: torch.Tensor, style_spec: torch.Tensor, config: TransferConfig, dtype: torch.dtype = torch.float32
-) -> Problem:
+) -> Problem | LimitProblem:
     """Draw the filters and compute the content features and the style target once.
 
     content_spec, style_spec: (bins, frames) on the target device. With bfloat16 products the
@@ -109,7 +162,7 @@ def build_problem(
         if config.precision == "bf16":
             warnings.warn("precision bf16: filters inf runs in float32 (its products are frames x frames)",
                           stacklevel=2)
-        return build_limit_problem(content_spec, style_spec, config, dtype)  # type: ignore[return-value]
+        return build_limit_problem(content_spec, style_spec, config, dtype)
     device = content_spec.device
     filters = random_filters(content_spec.shape[0], config.filters, config.kernel_width, config.init_gain,
                              config.seed, device=device, dtype=dtype)
@@ -142,6 +195,21 @@ def exact_anchor(problem: Problem, spec: torch.Tensor) -> Anchor:
             anchor.style = style_anchor(pool_activations(anchor.pre, c.activation, c.leaky_slope, c.pooling),
                                         problem.style)
     return anchor
+
+
+def next_anchor(problem: Problem, iteration: int, spec: torch.Tensor) -> Anchor:
+    """The anchor after `iteration` at the accepted `spec`: the last evaluation's, or an exact one.
+
+    Every ANCHOR_REFRESH_ITERATIONS the whole anchor is recomputed exactly; every
+    STYLE_REFRESH_ITERATIONS the style anchor is, at the features the last evaluation convolved.
+    The anchor holds `spec` itself (Adam moves the tensor it evaluated in place: it passes a copy).
+    """
+    last = problem.last_convolved
+    if iteration % ANCHOR_REFRESH_ITERATIONS == 0 or last is None or not torch.equal(last.spec, spec):
+        return exact_anchor(problem, spec)
+    if last.style is not None and iteration % STYLE_REFRESH_ITERATIONS == 0:
+        last.style = style_anchor(last.style.features, problem.style)
+    return last if last.spec is spec else Anchor(spec, last.pre, last.style)
 
 
 _PROBLEMS: OrderedDict[tuple, Problem] = OrderedDict()

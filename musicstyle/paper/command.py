@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..config import TransferConfig
 from ..data.baselines import score_baselines
-from ..data.paper_songs import PAPER_SONGS_ENV, paper_song_paths, paper_songs_dir
+from ..data.paper_songs import paper_song_paths, paper_songs_dir, songs_needed
 from ..engine.transfer import load_pair
 from ..errors import ConfigError
 from ..util.io import write_csv
@@ -56,8 +56,7 @@ def reproduce(args: argparse.Namespace, base: TransferConfig) -> int:
     out_dir = Path(args.out)
     args.paper_dir = paper_songs_dir(args.paper_dir)
     if args.paper_dir is None:
-        raise ConfigError(f"reproduce needs --paper-dir DIR or ${PAPER_SONGS_ENV} (the folder with imperial.mp3 "
-                          "and usa.mp3)")
+        raise songs_needed("reproduce")
     paper_song_paths(args.paper_dir)
     invocation = invocation_id()
     if args.listen:

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from ..config import TransferConfig
-from ..data.paper_songs import BASE_ROW, PAPER_ROWS
+from ..data.paper_songs import BASE_ROW, CONTENT_SONG, PAPER_ROWS, STYLE_SONG
 from ..reports.common import mean_std
 from ..util.io import save_figure, write_text
 from ..util.machine import describe
@@ -332,7 +332,7 @@ def _setup_line(frame: pd.DataFrame, base: TransferConfig) -> str:
     """What every run shares unless its group says otherwise, read from the config and the rows' records."""
     rows = frame[frame["group"] == "rows"] if "group" in frame else frame
     frames = ", ".join(str(int(f)) for f in sorted(rows["frames"].dropna().unique())) if "frames" in rows else "?"
-    return (f"Songs: the base paper's `imperial.mp3` (content) and `usa.mp3` (style), {frames} frames "
+    return (f"Songs: the base paper's `{CONTENT_SONG}` (content) and `{STYLE_SONG}` (style), {frames} frames "
             f"(n_fft {base.n_fft}, hop {base.hop}, {base.sample_rate_hz} Hz). Unless a run says otherwise: "
             f"{base.filters} filters of width {base.kernel_width}, Glorot-normal gain {base.init_gain:.3g}, "
             f"{'L-BFGS-B (memory 10)' if base.optimizer == 'lbfgs' else 'Adam'}, {base.iterations} iterations, "

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import PAPER_ACTIVATIONS, TransferConfig
-from ..data.paper_songs import BASE_ROW, PAPER_ROWS, paper_song_paths
+from ..data.paper_songs import BASE_ROW, CONTENT_SONG, PAPER_ROWS, STYLE_SONG, paper_song_paths
 from ..engine.transfer import load_pair, run_transfer
 from ..errors import MusicStyleError
 from ..reports.listening import write_ogg
@@ -138,7 +138,7 @@ def run_one(run: Run, pair, base: TransferConfig, out_dir: Path, invocation: str
         from ..reports.common import plot_spectrograms
 
         write_wav(out_dir / "base_row.wav", result.audio, config.sample_rate_hz)
-        plot_spectrograms({"content (imperial.mp3)": pair.content, "style (usa.mp3)": pair.style,
+        plot_spectrograms({f"content ({CONTENT_SONG})": pair.content, f"style ({STYLE_SONG})": pair.style,
                            f"result (base row, seed 0, final loss {result.optimization.final_loss:.1f})":
                            result.optimization.spectrogram},
                           out_dir / "base_row_spectrograms.png", config.sample_rate_hz, config.hop,

@@ -11,6 +11,7 @@ import optuna
 
 from ..cli import run_cli
 from ..data.corpus import resolve_pairs
+from ..data.paper_songs import SONGS
 from ..errors import ConfigError
 from ..measures import NEEDS_TARGETS, OBJECTIVES
 from ..util.io import ensure_writable_folder
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "rendered:N for its first N) or a corpus YAML file")
     parser.add_argument("--content-dir", help="folder of content songs (with --style-dir)")
     parser.add_argument("--style-dir", help="folder of style songs (paired by name, else by sorted order)")
-    parser.add_argument("--paper-dir", help="folder with the paper's imperial.mp3 and usa.mp3 (--corpus paper)")
+    parser.add_argument("--paper-dir", help=f"folder with the paper's {SONGS} (--corpus paper)")
     parser.add_argument("--report-only", action="store_true", help="rebuild tables and plots from the storage")
     parser.add_argument("--reevaluate", type=int, default=0, metavar="K", help="re-run the top K configurations")
     parser.add_argument("--seeds", type=int, default=3, metavar="S", help="seeds per re-run configuration")

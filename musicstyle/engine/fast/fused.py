@@ -1,6 +1,6 @@
 """The bf16 step through its anchors, written out, with its elementwise passes fused.
 
-Between its four bfloat16 products, a bf16 step through anchors (optimize.uses_anchor) makes some
+Between its four bfloat16 products, a bf16 step through anchors (`anchors.py`) makes some
 fifteen passes over (filters, frames) tensors when autograd runs it op by op: the anchor offset,
 the activation, the differences to the anchor and to the content and their sums, the bfloat16
 copies, the gradient's sum and the activation's derivative. Here the step is written out (no
@@ -31,16 +31,9 @@ from typing import Protocol
 import torch
 
 from ...config import TransferConfig
-from ..losses import (
-    Anchor,
-    StyleAnchor,
-    StyleTarget,
-    anchor_operand,
-    style_grad_scale,
-    style_sum,
-    style_through_difference,
-)
+from ..losses import StyleTarget, style_grad_scale, style_sum
 from ..network import ConvMatrices, activate, conv_product, gradient_columns, input_gradient
+from .anchors import Anchor, StyleAnchor, anchor_operand, style_through_difference
 
 COMPILE = os.environ.get("MUSICSTYLE_COMPILE", "1") != "0"  # 0: the autograd step (benchmarks flip this)
 
@@ -107,7 +100,7 @@ def anchored_step(problem: Problem, spec: torch.Tensor
     """(total, content sum, style sum, d total / d spec, the Anchor at spec) through problem.anchor.
 
     spec: (bins, frames); the gradient has its shape and dtype. The same numbers as
-    `Problem.loss_parts` and backward through `losses.anchored_style` (tests/test_fused.py).
+    `Problem.loss_parts` and backward through `anchors.anchored_style` (tests/test_fused.py).
     """
     config, anchor, matrices, target = problem.config, problem.anchor, problem.matrices, problem.style
     frames = spec.shape[1]

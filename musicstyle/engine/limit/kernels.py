@@ -206,12 +206,10 @@ def kernel(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, activation: str, l
 class LimitProblem:
     """What a loss evaluation in the limit needs of the content and the style, computed once.
 
-    filters: an empty (0, bins, width) tensor, only for the run's device and dtype (the limit has none).
     content, style: (bins, frames); content_norms (Tc,), style_norms (Ts,): sigma^2 |patch|^2 (float64);
     content_self: sum_t k(c_t, c_t); style_self: sum K(s, s)^2 (0-d float64).
     """
 
-    filters: torch.Tensor
     config: TransferConfig
     content: torch.Tensor
     style: torch.Tensor
@@ -221,9 +219,20 @@ class LimitProblem:
     content_self: torch.Tensor
     style_self: torch.Tensor
     norm_frames: int
-    matrices: None = None  # engine/optimize.py's checks (no products, no anchors in the limit)
-    anchor: None = None
-    last_convolved: None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.content.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.content.dtype
+
+    def accept(self, spec: torch.Tensor, iteration: int | None) -> bool:
+        return False  # no anchors in the limit: nothing changes from point to point
+
+    def for_run(self) -> LimitProblem:
+        return self
 
     def kernel(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         return kernel(a, b, c, self.config.activation, self.config.leaky_slope)
@@ -278,8 +287,7 @@ def build_limit_problem(content_spec: torch.Tensor, style_spec: torch.Tensor, co
     content, style = content_spec.to(dtype), style_spec.to(dtype)
     bins, width = content.shape[0], config.kernel_width
     variance = limit_variance(bins, width, config.init_gain)
-    empty = content.new_empty(0, bins, width)
-    problem = LimitProblem(empty, config, content, style, variance, content.new_zeros(0), content.new_zeros(0),
+    problem = LimitProblem(config, content, style, variance, content.new_zeros(0), content.new_zeros(0),
                            content.new_zeros((), dtype=torch.float64), content.new_zeros((), dtype=torch.float64),
                            norm_frames=content.shape[1])
     with torch.no_grad():
