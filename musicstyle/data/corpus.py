@@ -38,12 +38,14 @@ class SongPair:
     offset_seconds: float | None = None
     clip_seconds: float | None = None
     target: Path | None = None  # the right answer (content's piece on the style's instrument), when known
+    score: Path | None = None  # the content's notes as MIDI (the truth's notes reference), when known
 
     def to_dict(self) -> dict[str, Any]:
         """As recorded in a study; `target` only when set, so studies without one keep their record."""
         data = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
-        if self.target is None:
-            data.pop("target")
+        for key in ("target", "score"):
+            if data[key] is None:
+                data.pop(key)
         return data
 
 
@@ -102,7 +104,8 @@ def rendered_pairs(folder: str | Path | None = None, pairs: int | None = None,
     manifest_path = render_corpus(folder) if pairs is None else render_corpus(folder, pairs=pairs)
     root = manifest_path.parent
     # rendered pieces start on their first note (no fade-in to skip): the clip starts at 0 s in any sweep
-    return [SongPair(p["name"], root / p["content"], root / p["style"], offset_seconds=0.0, target=root / p["target"])
+    return [SongPair(p["name"], root / p["content"], root / p["style"], offset_seconds=0.0, target=root / p["target"],
+                     score=root / p["score"] if p.get("score") else None)
             for p in load_manifest(root)["pairs"] if held_out is None or bool(p.get("held_out")) == held_out]
 
 
