@@ -96,7 +96,7 @@ def test_target_and_content_copy_are_the_fixed_points(tmp_path: Path, corpus: li
                  for p in (pair.content, pair.style, pair.target))
     clip = load_clip(rerendered, CONFIG.sample_rate_hz, 0, CONFIG.clip_seconds)
     target = truth_measures(through_griffin_lim(clip, frames, CONFIG), pair, CONFIG, cache)
-    assert target["truth_notes"] == pytest.approx(0.0, abs=1e-9)  # the oracle itself
+    assert target["truth_notes"] == pytest.approx(0.0, abs=1e-6)  # the oracle itself (float32 WAV round trip)
     assert target["truth_timbre"] < 0.5 and target["truth_score"] < 0  # the right instrument; beats the frontier
     content = load_clip(pair.content, CONFIG.sample_rate_hz, 0, CONFIG.clip_seconds)
     copy = truth_measures(through_griffin_lim(content, frames, CONFIG), pair, CONFIG, cache)
