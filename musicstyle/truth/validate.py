@@ -12,13 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from ..config import TransferConfig, make_config
 from ..data.corpus import rendered_pairs
 from ..data.rendered import INSTRUMENTS, load_manifest
-from ..errors import ConfigError
-from ..util.io import ensure_writable_folder, write_json
+from ..util.io import earlier_runs, ensure_writable_folder, write_json
 from ..util.machine import code_version
 from .command import ACTIVATIONS, ALPHA_RANGE, BETA_RANGE, QUICK, Plan, all_baselines, plan_runs, run_all
 from .report import machine_line, write_report
@@ -53,10 +50,7 @@ def run_validation(out_dir: str | Path, quick: bool = False, paper_dir: str | No
     print(f"{len(runs)} transfers ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
     if report_only:
-        csv = out_dir / "runs.csv"
-        if not csv.exists():
-            raise ConfigError(f"--report-only needs the runs of an earlier invocation: no {csv}")
-        frame = pd.read_csv(csv)
+        frame = earlier_runs(out_dir)
     else:
         frame = run_all(runs, pairs, base, out_dir)
     phases["transfers (this invocation; earlier ones resumed from runs.csv)"] = time.perf_counter() - start

@@ -135,7 +135,7 @@ def run_one(run: dict[str, Any], pair: SongPair, base: TransferConfig, reference
 
 
 def run_all(runs: list[dict[str, Any]], pairs: list[SongPair], base: TransferConfig, out_dir: Path,
-            budget_minutes: float | None = None) -> pd.DataFrame:
+            budget_minutes: float | None = None, references: dict | None = None) -> pd.DataFrame:
     """Run what runs.csv lacks, writing it after every run, stopping cleanly after `budget_minutes`."""
     csv = out_dir / "runs.csv"
     records = pd.read_csv(csv).to_dict("records") if csv.exists() else []
@@ -143,7 +143,7 @@ def run_all(runs: list[dict[str, Any]], pairs: list[SongPair], base: TransferCon
     records = [r for r in records if r["run_id"] in finished]
     todo = [r for r in runs if r["run_id"] not in finished]
     by_name = {p.name: p for p in pairs}
-    references: dict = {}
+    references = {} if references is None else references  # each pair's frontier, built once (baselines share it)
     start = time.perf_counter()
     for index, run in enumerate(todo, 1):
         if budget_minutes is not None and time.perf_counter() - start > budget_minutes * 60:
@@ -160,14 +160,15 @@ def run_all(runs: list[dict[str, Any]], pairs: list[SongPair], base: TransferCon
     return pd.DataFrame(records)
 
 
-def baselines(pairs: list[SongPair], base: TransferConfig, out_dir: Path) -> pd.DataFrame:
+def baselines(pairs: list[SongPair], base: TransferConfig, out_dir: Path, references: dict | None = None
+              ) -> pd.DataFrame:
     """baselines.csv: every trivial output's truth measures per pair (kept when present)."""
     csv = out_dir / "baselines.csv"
     if csv.exists():
         return pd.read_csv(csv)
     rows = []
     for pair in pairs:
-        reference = reference_for(pair, base, {})
+        reference = reference_for(pair, base, references)
         for name, audio in reference.trivial.items():
             rows.append({"pair": pair.name, "baseline": name, **reference.measures(audio)})
     frame = pd.DataFrame(rows)

@@ -13,8 +13,7 @@ from pathlib import Path
 import pandas as pd
 from scipy.stats import binom
 
-from ..errors import ConfigError
-from ..util.io import write_csv, write_text
+from ..util.io import earlier_runs, write_csv, write_text
 from ..util.machine import code_version, describe
 from .verdict import ARMS, QUICK, VerdictPlan, baselines, decision_rule, prepare, run_all, sign_test_threshold
 
@@ -79,16 +78,14 @@ def run_verdict(out_dir: str | Path, quick: bool = False, minutes: float | None 
     pairs, base, runs = prepare(plan, out_dir, 0, corpus_dir)
     phases.append(("corpus and decision rule", time.perf_counter() - start))
     start = time.perf_counter()
-    base_frame = baselines(pairs, base, out_dir)
+    references: dict = {}  # each pair's trivial frontier, built once for the baselines and the runs
+    base_frame = baselines(pairs, base, out_dir, references)
     phases.append(("baselines", time.perf_counter() - start))
     start = time.perf_counter()
     if report_only:
-        csv = out_dir / "runs.csv"
-        if not csv.exists():
-            raise ConfigError(f"--report-only needs the runs of an earlier invocation: no {csv}")
-        frame = pd.read_csv(csv)
+        frame = earlier_runs(out_dir)
     else:
-        frame = run_all(runs, pairs, base, out_dir, minutes)
+        frame = run_all(runs, pairs, base, out_dir, minutes, references)
     phases.append(("transfers (this invocation)", time.perf_counter() - start))
     log = out_dir / "phases.csv"
     history = pd.read_csv(log) if log.exists() else pd.DataFrame()

@@ -87,3 +87,15 @@ def ensure_writable_folder(folder: str | os.PathLike, what: str = "output") -> N
         raise MusicStyleError(f"cannot create {what} folder {folder}: {err.strerror}") from None
     if not os.access(folder, os.W_OK):
         raise MusicStyleError(f"{what} folder is not writable: {folder}")
+
+
+def earlier_runs(out_dir: str | os.PathLike) -> Any:
+    """runs.csv of an earlier invocation, for --report-only; a one-line ConfigError when there is none."""
+    import pandas as pd
+
+    from ..errors import ConfigError
+
+    csv = Path(out_dir) / "runs.csv"
+    if not csv.exists():
+        raise ConfigError(f"--report-only needs the runs of an earlier invocation: no {csv}")
+    return pd.read_csv(csv)
