@@ -35,7 +35,7 @@ def cmd_verdict(args: argparse.Namespace) -> int:
     from .verdict_run import run_verdict
 
     report = run_verdict(args.sub_out, quick=args.quick, minutes=args.minutes, report_only=args.report_only,
-                         command=_command_line())
+                         command=_command_line(), workers=args.workers, rescore_runs=args.rescore)
     print(f"wrote {report}")
     return 0
 
@@ -73,6 +73,9 @@ def add_truth_commands(truth: argparse.ArgumentParser) -> None:
     verdict.add_argument("--quick", action="store_true", help="two pairs, tiny runs (CI)")
     verdict.add_argument("--minutes", type=float, help="stop cleanly after this many minutes of runs (resume later)")
     verdict.add_argument("--report-only", action="store_true", help="write verdict.md from runs.csv, running nothing")
+    verdict.add_argument("--rescore", action="store_true",
+                         help="re-measure the baselines and every finished run's audio with the current measures")
+    verdict.add_argument("--workers", type=int, default=1, help="transfers in this many processes (default 1)")
     verdict.set_defaults(func=cmd_verdict)
 
     train = sub.add_parser("train-timbre", help="train the timbre classifier on chorales that are in no pair")

@@ -13,7 +13,6 @@ Phases, each timed into `phases.csv`: render the corpus, baselines (`baselines.c
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binom
 
+from .. import campaign
 from ..config import TransferConfig, make_config
 from ..data.corpus import SongPair, rendered_pairs
 from ..data.paper_songs import PAPER_ROWS
@@ -108,24 +108,33 @@ def audio_path(out_dir: Path, run: dict[str, Any]) -> Path:
 
 
 def write_flac(path: Path, audio: np.ndarray, sample_rate_hz: int) -> None:
-    """16-bit FLAC, peak-normalised when it would clip (a listening copy; the measures used the float audio)."""
+    """24-bit FLAC, peak-normalised when it would clip (measures are level-free, so `--rescore` can re-measure it)."""
     import soundfile as sf
 
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     with atomic_path(path) as tmp:
-        sf.write(str(tmp), audio / peak if peak > 1.0 else audio, sample_rate_hz, format="FLAC", subtype="PCM_16")
+        sf.write(str(tmp), audio / peak if peak > 1.0 else audio, sample_rate_hz, format="FLAC", subtype="PCM_24")
 
 
-def run_one(run: dict[str, Any], pair: SongPair, base: TransferConfig, references: dict, out_dir: Path
-            ) -> dict[str, Any]:
+_WORKER: dict[str, Any] = {}  # what every run of a process shares: pairs by name, base config, out_dir, references
+
+
+def start_worker(pairs: list[SongPair], base: TransferConfig, out_dir: Path, references: dict | None = None) -> None:
+    """Set what run_one reads (once per process; in-process, `references` is shared with the baselines)."""
+    _WORKER.update(pairs={p.name: p for p in pairs}, base=base, out_dir=out_dir,
+                   references={} if references is None else references)
+
+
+def run_one(run: dict[str, Any]) -> dict[str, Any]:
     """One transfer, its audio written beside the table, its truth and fair measures; a failure is a row."""
-    config = base.replace(**_record_settings(run))
+    pair, out_dir = _WORKER["pairs"][run["pair"]], _WORKER["out_dir"]
+    config = _WORKER["base"].replace(**_record_settings(run))
     start = time.perf_counter()
     try:
         spectrograms = load_pair(pair.content, pair.style, config)
         result = run_transfer(spectrograms, config)
-        truth = reference_for(pair, config, references).measures(result.audio)
         write_flac(audio_path(out_dir, run), result.audio, config.sample_rate_hz)
+        truth = reference_for(pair, config, _WORKER["references"]).measures(result.audio)
     except MusicStyleError as err:
         return run | {"state": "failed", "reason": str(err), "seconds": time.perf_counter() - start}
     opt = result.optimization
@@ -134,37 +143,44 @@ def run_one(run: dict[str, Any], pair: SongPair, base: TransferConfig, reference
                   "precision": config.precision, "seconds": time.perf_counter() - start}
 
 
+def _label(record: dict[str, Any], _: dict[str, Any]) -> str:
+    return f"{record['state']} score {record.get('truth_score', float('nan')):+.3f}"
+
+
 def run_all(runs: list[dict[str, Any]], pairs: list[SongPair], base: TransferConfig, out_dir: Path,
-            budget_minutes: float | None = None, references: dict | None = None) -> pd.DataFrame:
-    """Run what runs.csv lacks, writing it after every run, stopping cleanly after `budget_minutes`."""
-    csv = out_dir / "runs.csv"
-    records = pd.read_csv(csv).to_dict("records") if csv.exists() else []
-    finished = {r["run_id"] for r in records if r.get("state") == "ok"}
-    records = [r for r in records if r["run_id"] in finished]
-    todo = [r for r in runs if r["run_id"] not in finished]
+            budget_minutes: float | None = None, references: dict | None = None, workers: int = 1) -> pd.DataFrame:
+    """Run what runs.csv lacks (musicstyle.campaign), in `workers` processes, stopping after `budget_minutes`."""
+    if workers <= 1:
+        start_worker(pairs, base, out_dir, references)
+    return campaign.run_all(runs, run_one, out_dir / "runs.csv", workers, budget_minutes,
+                            initializer=start_worker if workers > 1 else None,
+                            initargs=(pairs, base, out_dir), label=_label)
+
+
+def rescore(frame: pd.DataFrame, pairs: list[SongPair], base: TransferConfig, out_dir: Path,
+            references: dict | None = None) -> pd.DataFrame:
+    """Every ok run's truth measures again, from its saved audio, with the measures as they are now (a
+    retrained timbre model, say); runs.csv is rewritten. The transfers themselves are not run again."""
+    import soundfile as sf
+
     by_name = {p.name: p for p in pairs}
-    references = {} if references is None else references  # each pair's frontier, built once (baselines share it)
-    start = time.perf_counter()
-    for index, run in enumerate(todo, 1):
-        if budget_minutes is not None and time.perf_counter() - start > budget_minutes * 60:
-            print(f"stopping after {budget_minutes:g} min; run the same command to resume", file=sys.stderr)
-            break
-        record = run_one(run, by_name[run["pair"]], base, references, out_dir)
-        records.append(record)
-        write_csv(csv, pd.DataFrame(records))
-        elapsed = time.perf_counter() - start
-        print(f"run {index}/{len(todo)} {run['run_id']}: {record['state']} score "
-              f"{record.get('truth_score', float('nan')):+.3f} in {record['seconds']:.0f} s; "
-              f"ETA {elapsed / index * (len(todo) - index) / 60:.0f} min (runs so far in this invocation)",
-              file=sys.stderr, flush=True)
-    return pd.DataFrame(records)
+    references = {} if references is None else references
+    rows = []
+    for row in frame.to_dict("records"):
+        if row.get("state") == "ok":
+            audio, _ = sf.read(str(audio_path(out_dir, row)), dtype="float64")
+            row = row | reference_for(by_name[row["pair"]], base, references).measures(audio)  # arms share audio settings
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    write_csv(out_dir / "runs.csv", out)
+    return out
 
 
-def baselines(pairs: list[SongPair], base: TransferConfig, out_dir: Path, references: dict | None = None
-              ) -> pd.DataFrame:
-    """baselines.csv: every trivial output's truth measures per pair (kept when present)."""
+def baselines(pairs: list[SongPair], base: TransferConfig, out_dir: Path, references: dict | None = None,
+              again: bool = False) -> pd.DataFrame:
+    """baselines.csv: every trivial output's truth measures per pair (kept when present, unless `again`)."""
     csv = out_dir / "baselines.csv"
-    if csv.exists():
+    if csv.exists() and not again:
         return pd.read_csv(csv)
     rows = []
     for pair in pairs:

@@ -15,7 +15,7 @@ from scipy.stats import binom
 
 from ..util.io import earlier_runs, write_csv, write_text
 from ..util.machine import code_version, describe
-from .verdict import ARMS, QUICK, VerdictPlan, baselines, decision_rule, prepare, run_all, sign_test_threshold
+from .verdict import ARMS, QUICK, VerdictPlan, baselines, decision_rule, prepare, rescore, run_all, sign_test_threshold
 
 COLUMNS = {"truth_lsd_db": "LSD (dB)", "truth_log_odds": "timbre log-odds", "truth_timbre": "timbre",
            "truth_notes": "notes", "truth_artefacts_db": "artefacts (dB)", "truth_score": "score"}
@@ -69,8 +69,12 @@ def verdict_paragraph(runs: pd.DataFrame, pairs: int, settings: str) -> str:
 
 
 def run_verdict(out_dir: str | Path, quick: bool = False, minutes: float | None = None, report_only: bool = False,
-                command: str = "python -m musicstyle truth verdict", corpus_dir: str | None = None) -> Path:
-    """Run (or resume) the verdict's phases into out_dir and write verdict.md; returns its path."""
+                command: str = "python -m musicstyle truth verdict", corpus_dir: str | None = None,
+                workers: int = 1, rescore_runs: bool = False) -> Path:
+    """Run (or resume) the verdict's phases into out_dir and write verdict.md; returns its path.
+
+    `rescore_runs`: re-measure the baselines and every finished run's saved audio with the current truth
+    measures, running no transfer (after the timbre model is retrained)."""
     out_dir = Path(out_dir)
     plan: VerdictPlan = QUICK if quick else VerdictPlan()
     phases = []
@@ -79,13 +83,15 @@ def run_verdict(out_dir: str | Path, quick: bool = False, minutes: float | None 
     phases.append(("corpus and decision rule", time.perf_counter() - start))
     start = time.perf_counter()
     references: dict = {}  # each pair's trivial frontier, built once for the baselines and the runs
-    base_frame = baselines(pairs, base, out_dir, references)
+    base_frame = baselines(pairs, base, out_dir, references, again=rescore_runs)
     phases.append(("baselines", time.perf_counter() - start))
     start = time.perf_counter()
-    if report_only:
+    if rescore_runs:
+        frame = rescore(earlier_runs(out_dir), pairs, base, out_dir, references)
+    elif report_only:
         frame = earlier_runs(out_dir)
     else:
-        frame = run_all(runs, pairs, base, out_dir, minutes, references)
+        frame = run_all(runs, pairs, base, out_dir, minutes, references, workers)
     phases.append(("transfers (this invocation)", time.perf_counter() - start))
     log = out_dir / "phases.csv"
     history = pd.read_csv(log) if log.exists() else pd.DataFrame()
