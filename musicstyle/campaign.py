@@ -23,7 +23,7 @@ import pandas as pd
 
 from .util.io import write_csv
 from .util.machine import limit_threads
-from .util.progress import eta
+from .util.progress import format_duration
 
 Record = dict[str, Any]
 
@@ -41,12 +41,27 @@ def _start(threads: int, initializer: Callable[..., None] | None, initargs: tupl
         initializer(*initargs)
 
 
+def remaining_estimate(todo: list[Record], done: list[Record], kind: Callable[[Record], str], workers: int) -> str:
+    """'ETA 1.6 h' from the mean seconds of finished runs of each kind; 'ETA > ...' while a kind left to run
+    has no finished run yet (its cost is unknown, so the figure is a lower bound)."""
+    seconds: dict[str, list[float]] = {}
+    for record in done:
+        if record.get("state") == "ok":
+            seconds.setdefault(kind(record), []).append(float(record.get("seconds", 0.0)))
+    known = [sum(v) / len(v) for v in (seconds.get(kind(r)) for r in todo) if v]
+    unknown = sum(1 for r in todo if kind(r) not in seconds)
+    text = format_duration(sum(known) / max(workers, 1))
+    return f"ETA > {text} ({unknown} runs of kinds not timed yet)" if unknown else f"ETA {text}"
+
+
 def run_all(runs: list[Record], run_one: Callable[[Record], Record], csv: Path, workers: int = 1,
             budget_minutes: float | None = None, initializer: Callable[..., None] | None = None,
-            initargs: tuple = (), label: Callable[[Record, Record], str] | None = None) -> pd.DataFrame:
+            initargs: tuple = (), label: Callable[[Record], str] | None = None,
+            kind: Callable[[Record], str] = lambda run: "run") -> pd.DataFrame:
     """Run every run that `csv` lacks as ok; return all the plan's records (earlier ones first).
 
-    No new run starts after `budget_minutes` (running ones finish and are kept); rerun to resume."""
+    No new run starts after `budget_minutes` (running ones finish and are kept); rerun to resume. The ETA
+    times each `kind` of run (for instance its arm and budget) on its own."""
     records = [r for r in finished_records(csv) if r["run_id"] in {run["run_id"] for run in runs}]
     done_ids = {r["run_id"] for r in records}
     todo = [r for r in runs if r["run_id"] not in done_ids]
@@ -59,10 +74,10 @@ def run_all(runs: list[Record], run_one: Callable[[Record], Record], csv: Path, 
     def record_done(index: int, record: Record) -> None:
         records.append(record)
         write_csv(csv, pd.DataFrame(records))
-        elapsed = time.perf_counter() - start
-        detail = label(record, record) if label else record["state"]
+        left = [r for r in todo if r["run_id"] not in {d["run_id"] for d in records}]
+        detail = label(record) if label else record["state"]
         print(f"run {index}/{len(todo)} {record['run_id']}: {detail} in {record.get('seconds', 0):.0f} s; "
-              f"{eta(index, len(todo), elapsed * workers / index, workers)}", file=sys.stderr, flush=True)
+              f"{remaining_estimate(left, records, kind, workers)}", file=sys.stderr, flush=True)
 
     if workers == 1:
         _start(max(1, torch_threads_now()), initializer, initargs)

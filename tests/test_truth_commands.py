@@ -107,6 +107,11 @@ def test_verdict_quick_writes_its_rule_first_and_resumes(tmp_path: Path, monkeyp
     seen.clear()
     assert main(["truth", "verdict", "--quick", "--out", str(out)]) == 0  # resumes: nothing left to run
     assert seen == [] and (out / "runs.csv").read_bytes() == before
+    stale = pd.read_csv(out / "runs.csv").assign(truth_score=99.0)  # as if measured by another model
+    stale.to_csv(out / "runs.csv", index=False)
+    assert main(["truth", "verdict", "--quick", "--out", str(out), "--rescore"]) == 0
+    rescored = pd.read_csv(out / "runs.csv").set_index("run_id").loc[runs["run_id"]]
+    assert seen == [] and np.allclose(rescored["truth_score"], runs["truth_score"], atol=0.02)  # from the saved audio
     (out / "decision.md").write_text("another rule\n")
     assert main(["truth", "verdict", "--quick", "--out", str(out)]) == 2  # a changed rule is refused
 

@@ -4,7 +4,11 @@ Every audio is measured in one fixed analysis space, whatever the run's settings
 Hann STFT with hop 512, 64 mel bands in dB with a floor FLOOR_DB below the clip's loudest cell (so a
 quiet noise floor costs nothing), frames within 40 dB of the loudest kept. The features (FEATURES,)
 are each band's mean and standard deviation relative to its frame's mean level (the spectral shape,
-not the loudness) and MFCC 1..13's mean and standard deviation.
+not the loudness) and MFCC 1..13's mean and standard deviation, which an EQ can fake; and two kinds that a
+fixed filter leaves alone: the envelope's motion in BAND_GROUPS groups of mel bands (mean rise, mean fall
+and spread of the level change from frame to frame, in dB per hop: a piano's attack and decay against an
+organ's sustain) and the spectral contrast's mean and spread in CONTRAST_BANDS octave bands (peaks against
+valleys: harmonic against noisy partials).
 
 A multinomial logistic regression over those features (TimbreModel, trained by musicstyle.timbretrain
 on chorales that appear in no pair, two SoundFonts, through Griffin-Lim with noise and EQ) gives each
@@ -32,7 +36,9 @@ MEL_BANDS = 64
 FLOOR_DB = 60.0  # below the clip's loudest mel cell
 ACTIVE_DB = 40.0  # frames this far below the loudest frame are left out (silence, release tails)
 MFCCS = 13
-FEATURES = 2 * MEL_BANDS + 2 * MFCCS
+BAND_GROUPS = 8  # groups of MEL_BANDS / BAND_GROUPS adjacent mel bands for the envelope's motion
+CONTRAST_BANDS = 6
+FEATURES = 2 * MEL_BANDS + 2 * MFCCS + 3 * BAND_GROUPS + 2 * (CONTRAST_BANDS + 1)
 MODEL_PATH = Path(__file__).with_name("timbre-model.npz")
 
 
@@ -50,26 +56,37 @@ def resample(audio: np.ndarray, sample_rate_hz: int) -> np.ndarray:
     return librosa.resample(np.asarray(audio, dtype=np.float64), orig_sr=sample_rate_hz, target_sr=ANALYSIS_RATE_HZ)
 
 
+def _db(power: np.ndarray) -> np.ndarray:
+    """Power (bands, frames) in dB relative to its loudest cell, floored at -FLOOR_DB."""
+    peak = max(float(power.max()), 1e-30)
+    return 10 * np.log10(np.maximum(power, peak * 10 ** (-FLOOR_DB / 10)) / peak)
+
+
 def mel_db(audio: np.ndarray) -> np.ndarray:
     """(MEL_BANDS, frames) mel power in dB relative to the loudest cell, floored at -FLOOR_DB."""
     import librosa
 
     power = np.abs(librosa.stft(unit_rms(audio), n_fft=ANALYSIS_N_FFT, hop_length=ANALYSIS_HOP)) ** 2
-    mel = librosa.feature.melspectrogram(S=power, sr=ANALYSIS_RATE_HZ, n_mels=MEL_BANDS)
-    peak = max(float(mel.max()), 1e-30)
-    return 10 * np.log10(np.maximum(mel, peak * 10 ** (-FLOOR_DB / 10)) / peak)
+    return _db(librosa.feature.melspectrogram(S=power, sr=ANALYSIS_RATE_HZ, n_mels=MEL_BANDS))
 
 
 def timbre_features(audio: np.ndarray) -> np.ndarray:
     """(samples,) at ANALYSIS_RATE_HZ -> (FEATURES,) float64 (module docstring)."""
     import librosa
 
-    db = mel_db(audio)
+    magnitude = np.abs(librosa.stft(unit_rms(audio), n_fft=ANALYSIS_N_FFT, hop_length=ANALYSIS_HOP))
+    db = _db(librosa.feature.melspectrogram(S=magnitude ** 2, sr=ANALYSIS_RATE_HZ, n_mels=MEL_BANDS))
     level = db.max(axis=0)
-    db = db[:, level >= level.max() - ACTIVE_DB]
-    shape = db - db.mean(axis=0, keepdims=True)
-    mfcc = librosa.feature.mfcc(S=db, n_mfcc=MFCCS + 1)[1:]
-    return np.concatenate([shape.mean(1), shape.std(1), mfcc.mean(1), mfcc.std(1)])
+    active = level >= level.max() - ACTIVE_DB
+    kept = db[:, active]
+    shape = kept - kept.mean(axis=0, keepdims=True)
+    mfcc = librosa.feature.mfcc(S=kept, n_mfcc=MFCCS + 1)[1:]
+    grouped = _db((10 ** (db / 10)).reshape(BAND_GROUPS, -1, db.shape[1]).mean(axis=1))  # (BAND_GROUPS, frames)
+    change = np.diff(grouped, axis=1)[:, active[1:]]  # dB per hop
+    motion = np.concatenate([np.maximum(change, 0).mean(1), np.minimum(change, 0).mean(1), change.std(1)])
+    contrast = librosa.feature.spectral_contrast(S=magnitude, sr=ANALYSIS_RATE_HZ, n_bands=CONTRAST_BANDS)[:, active]
+    return np.concatenate([shape.mean(1), shape.std(1), mfcc.mean(1), mfcc.std(1), motion, contrast.mean(1),
+                           contrast.std(1)])
 
 
 @dataclass(frozen=True)

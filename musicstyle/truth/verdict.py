@@ -143,7 +143,7 @@ def run_one(run: dict[str, Any]) -> dict[str, Any]:
                   "precision": config.precision, "seconds": time.perf_counter() - start}
 
 
-def _label(record: dict[str, Any], _: dict[str, Any]) -> str:
+def _label(record: dict[str, Any]) -> str:
     return f"{record['state']} score {record.get('truth_score', float('nan')):+.3f}"
 
 
@@ -154,7 +154,8 @@ def run_all(runs: list[dict[str, Any]], pairs: list[SongPair], base: TransferCon
         start_worker(pairs, base, out_dir, references)
     return campaign.run_all(runs, run_one, out_dir / "runs.csv", workers, budget_minutes,
                             initializer=start_worker if workers > 1 else None,
-                            initargs=(pairs, base, out_dir), label=_label)
+                            initargs=(pairs, base, out_dir), label=_label,
+                            kind=lambda run: f"{run['budget']}|{run['arm']}")
 
 
 def rescore(frame: pd.DataFrame, pairs: list[SongPair], base: TransferConfig, out_dir: Path,
@@ -169,7 +170,8 @@ def rescore(frame: pd.DataFrame, pairs: list[SongPair], base: TransferConfig, ou
     for row in frame.to_dict("records"):
         if row.get("state") == "ok":
             audio, _ = sf.read(str(audio_path(out_dir, row)), dtype="float64")
-            row = row | reference_for(by_name[row["pair"]], base, references).measures(audio)  # arms share audio settings
+            reference = reference_for(by_name[row["pair"]], base, references)  # every arm has the base's audio settings
+            row = row | reference.measures(audio)
         rows.append(row)
     out = pd.DataFrame(rows)
     write_csv(out_dir / "runs.csv", out)
