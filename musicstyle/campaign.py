@@ -1,11 +1,12 @@
 """One resumable runner for a plan of runs: skip what runs.csv holds, run the rest (in worker processes
 when asked), write runs.csv after every run, print an ETA, stop cleanly after a time budget.
 
-A run is a dict with a unique "run_id"; `run_one(run) -> record` is a module-level function (so that a
-spawned worker can call it) returning the run's dict with its results, "state" ("ok" or "failed") and
-"seconds". A failed run is recorded with its reason and retried by the next invocation; an "ok" run is
-never run again. The worker processes each get cores / workers torch threads and one BLAS thread, and
-`initializer(*initargs)` once (load what every run of the process shares).
+A run is a dict with a unique "run_id" (or any object, with `ident` giving its id). `run_one(run)` returns
+the run's record (a dict with "run_id", its results, "state" "ok" or "failed", and "seconds"); it is a
+module-level function or a partial of one, so that a spawned worker can call it. A failed run is recorded
+with its reason and runs again next time; an "ok" run never does. Worker processes each get cores /
+workers torch threads and one BLAS thread, and call `initializer(*initargs)` once (to load what every run
+of the process shares). Used by truth/ (validation, verdict) and paper/ (the reproduction).
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from .util.progress import format_duration
 Record = dict[str, Any]
 
 
+def _run_id(run: Any) -> str:
+    return run["run_id"]
+
+
 def finished_records(csv: Path) -> list[Record]:
     """The ok rows of an earlier invocation's runs.csv (failed rows are dropped: they run again)."""
     if not csv.exists():
@@ -41,30 +46,33 @@ def _start(threads: int, initializer: Callable[..., None] | None, initargs: tupl
         initializer(*initargs)
 
 
-def remaining_estimate(todo: list[Record], done: list[Record], kind: Callable[[Record], str], workers: int) -> str:
-    """'ETA 1.6 h' from the mean seconds of finished runs of each kind; 'ETA > ...' while a kind left to run
-    has no finished run yet (its cost is unknown, so the figure is a lower bound)."""
+def remaining_estimate(todo_kinds: list[str], done: list[tuple[str, float]], workers: int) -> str:
+    """'ETA 1.6 h' for runs of `todo_kinds` from the mean seconds of the finished (kind, seconds); 'ETA > ...'
+    while a kind left to run has no finished run yet (its cost is unknown, so the figure is a lower bound)."""
     seconds: dict[str, list[float]] = {}
-    for record in done:
-        if record.get("state") == "ok":
-            seconds.setdefault(kind(record), []).append(float(record.get("seconds", 0.0)))
-    known = [sum(v) / len(v) for v in (seconds.get(kind(r)) for r in todo) if v]
-    unknown = sum(1 for r in todo if kind(r) not in seconds)
+    for kind, spent in done:
+        seconds.setdefault(kind, []).append(spent)
+    known = [sum(seconds[k]) / len(seconds[k]) for k in todo_kinds if k in seconds]
+    unknown = sum(1 for k in todo_kinds if k not in seconds)
     text = format_duration(sum(known) / max(workers, 1))
     return f"ETA > {text} ({unknown} runs of kinds not timed yet)" if unknown else f"ETA {text}"
 
 
-def run_all(runs: list[Record], run_one: Callable[[Record], Record], csv: Path, workers: int = 1,
+def run_all(runs: list[Any], run_one: Callable[[Any], Record], csv: Path, workers: int = 1,
             budget_minutes: float | None = None, initializer: Callable[..., None] | None = None,
             initargs: tuple = (), label: Callable[[Record], str] | None = None,
-            kind: Callable[[Record], str] = lambda run: "run") -> pd.DataFrame:
+            kind: Callable[[Any], str] = lambda run: "run", ident: Callable[[Any], str] = _run_id,
+            records: list[Record] | None = None) -> pd.DataFrame:
     """Run every run that `csv` lacks as ok; return all the plan's records (earlier ones first).
 
     No new run starts after `budget_minutes` (running ones finish and are kept); rerun to resume. The ETA
-    times each `kind` of run (for instance its arm and budget) on its own."""
-    records = [r for r in finished_records(csv) if r["run_id"] in {run["run_id"] for run in runs}]
+    times each `kind` of run (for instance its arm and budget) on its own. `records`: the rows to start
+    from, when the caller has read (and added to) runs.csv itself."""
+    records = finished_records(csv) if records is None else list(records)  # every ok row stays in runs.csv
     done_ids = {r["run_id"] for r in records}
-    todo = [r for r in runs if r["run_id"] not in done_ids]
+    todo = [r for r in runs if ident(r) not in done_ids]
+    kind_of = {ident(r): kind(r) for r in runs}
+    timed: list[tuple[str, float]] = []  # (kind, seconds) of this invocation's runs
     start = time.perf_counter()
     workers = max(1, min(workers, len(todo)))
 
@@ -74,10 +82,12 @@ def run_all(runs: list[Record], run_one: Callable[[Record], Record], csv: Path, 
     def record_done(index: int, record: Record) -> None:
         records.append(record)
         write_csv(csv, pd.DataFrame(records))
-        left = [r for r in todo if r["run_id"] not in {d["run_id"] for d in records}]
+        timed.append((kind_of[record["run_id"]], float(record.get("seconds", 0.0))))
+        recorded = {d["run_id"] for d in records}
+        left = [kind_of[ident(r)] for r in todo if ident(r) not in recorded]
         detail = label(record) if label else record["state"]
         print(f"run {index}/{len(todo)} {record['run_id']}: {detail} in {record.get('seconds', 0):.0f} s; "
-              f"{remaining_estimate(left, records, kind, workers)}", file=sys.stderr, flush=True)
+              f"{remaining_estimate(left, timed, workers)}", file=sys.stderr, flush=True)
 
     if workers == 1:
         _start(max(1, torch_threads_now()), initializer, initargs)
@@ -86,7 +96,7 @@ def run_all(runs: list[Record], run_one: Callable[[Record], Record], csv: Path, 
                 print(f"stopping after {budget_minutes:g} min; run the same command to resume", file=sys.stderr)
                 break
             record_done(index, run_one(run))
-        return pd.DataFrame(records)
+        return _planned(records, {ident(r) for r in runs})
     threads = max(1, (os.cpu_count() or 1) // workers)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # BLAS in the workers too
         os.environ[name] = str(threads)
@@ -105,7 +115,11 @@ def run_all(runs: list[Record], run_one: Callable[[Record], Record], csv: Path, 
             for future in finished:
                 index += 1
                 record_done(index, future.result())
-    return pd.DataFrame(records)
+    return _planned(records, {ident(r) for r in runs})
+
+
+def _planned(records: list[Record], wanted: set[str]) -> pd.DataFrame:
+    return pd.DataFrame([r for r in records if r["run_id"] in wanted])
 
 
 def torch_threads_now() -> int:

@@ -64,8 +64,15 @@ def test_worker_processes_give_the_same_records(tmp_path: Path) -> None:
 
 
 def test_the_eta_times_each_kind_and_says_when_it_is_a_lower_bound() -> None:
-    done = [{"run_id": "a0", "kind": "a", "state": "ok", "seconds": 10.0}]
-    todo = [{"run_id": "a1", "kind": "a"}, {"run_id": "b0", "kind": "b"}]
-    assert campaign.remaining_estimate(todo[:1], done, lambda r: r["kind"], 1) == "ETA 10 s"
-    assert campaign.remaining_estimate(todo, done, lambda r: r["kind"], 1).startswith("ETA > 10 s (1 runs")
-    assert campaign.remaining_estimate(todo[:1] * 4, done, lambda r: r["kind"], 2) == "ETA 20 s"
+    done = [("a", 10.0), ("a", 30.0)]
+    assert campaign.remaining_estimate(["a"], done, 1) == "ETA 20 s"
+    assert campaign.remaining_estimate(["a", "b"], done, 1).startswith("ETA > 20 s (1 runs")
+    assert campaign.remaining_estimate(["a"] * 4, done, 2) == "ETA 40 s"
+
+
+def test_rows_outside_the_plan_stay_in_runs_csv(tmp_path: Path) -> None:
+    csv = tmp_path / "runs.csv"
+    campaign.run_all(plan(3), square, csv)
+    smaller = campaign.run_all(plan(3)[:1] + [{"run_id": "new", "x": 5}], square, csv)
+    assert sorted(smaller["run_id"]) == ["new", "x0"]
+    assert sorted(pd.read_csv(csv)["run_id"]) == ["new", "x0", "x1", "x2"]  # nothing recorded is lost

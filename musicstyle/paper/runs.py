@@ -29,15 +29,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import campaign
 from ..config import PAPER_ACTIVATIONS, TransferConfig
 from ..data.paper_songs import BASE_ROW, CONTENT_SONG, PAPER_ROWS, STYLE_SONG, paper_song_paths
 from ..engine.transfer import load_pair, run_transfer
 from ..errors import MusicStyleError
 from ..reports.listening import write_ogg
 from ..util.io import atomic_path, write_csv
-from ..util.machine import code_version, describe, limit_threads
+from ..util.machine import code_version, describe
 from ..util.names import slug
-from ..util.progress import eta
 
 AUDIO = "audio"  # the folder of kept runs' audio, beside runs.csv
 ACTIVATIONS = PAPER_ACTIVATIONS
@@ -170,31 +170,29 @@ def same_run(runs: pd.DataFrame, config: TransferConfig, frames: int | None = No
     return ok.iloc[0].to_dict() if len(ok) else None
 
 
-_worker_pair = None  # each worker process loads the pair once
+_worker: dict[str, Any] = {}  # each process loads the pair once: what run_in_process reads
 
 
-def _start_worker(paper_dir: str, base: TransferConfig, threads: int) -> None:
-    global _worker_pair
-    limit_threads(threads)
-    _worker_pair = load_pair(*paper_song_paths(paper_dir), base)
+def _load_pair(paper_dir: str, base: TransferConfig) -> None:
+    _worker["pair"] = load_pair(*paper_song_paths(paper_dir), base)
 
 
-def _run_in_worker(run: Run, base: TransferConfig, out_dir: Path, invocation: str) -> dict[str, Any]:
-    return run_one(run, _worker_pair, base, out_dir, invocation)
+def run_in_process(run: Run, base: TransferConfig, out_dir: Path, invocation: str) -> dict[str, Any]:
+    return run_one(run, _worker["pair"], base, out_dir, invocation)
 
 
 def run_all(paper_dir: str | Path, out_dir: str | Path, base: TransferConfig, runs: list[Run],
             workers: int = 1, invocation: str = "", csv_name: str = "runs.csv",
             reusable: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Run what `csv_name` in `out_dir` does not have yet, saving after each run; return all rows.
+    """Run what `csv_name` in `out_dir` does not have yet (musicstyle.campaign), saving after each run;
+    return all rows. A recorded run, failed or not, is not run again.
 
     A run made before with the same config and seed, in `csv_name` or in `reusable` (the search's
     finished rows), is taken rather than repeated (`reused_from` names it).
 
     With `workers` > 1 the runs go to that many processes (each with cores / workers threads).
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from functools import partial
 
     out_dir = Path(out_dir)
     csv = out_dir / csv_name
@@ -214,32 +212,15 @@ def run_all(paper_dir: str | Path, out_dir: str | Path, base: TransferConfig, ru
         write_csv(csv, pd.DataFrame(records))
         print(f"{len(records) - len(done)} run(s) reused: made before under another name (reused_from)",
               file=sys.stderr, flush=True)
-    start = time.perf_counter()
-
-    def record_done(index: int, run: Run, record: dict[str, Any]) -> None:
-        records.append(record)
-        write_csv(csv, pd.DataFrame(records))
-        elapsed = time.perf_counter() - start
-        loss = record.get("final_loss", float("nan"))
-        print(f"run {index}/{len(todo)} [{run.group}] {run.label} (row: {run.row or '-'}) seed {run.seed}: "
-              f"{record['state']} loss {loss:.4g} in {record['seconds']:.0f} s; "
-              f"{eta(index, len(todo), elapsed / index)}", file=sys.stderr, flush=True)
-
-    if not todo:
-        pass  # everything is recorded already: the songs are not even decoded
-    elif workers <= 1 or len(todo) == 1:
-        pair = load_pair(*paper_song_paths(paper_dir), base)
-        for index, run in enumerate(todo, 1):
-            record_done(index, run, run_one(run, pair, base, out_dir, invocation))
-    else:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # BLAS in the workers too
-            os.environ[name] = str(threads)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                                 initargs=(str(paper_dir), base, threads)) as pool:
-            futures = {pool.submit(_run_in_worker, run, base, out_dir, invocation): run for run in todo}
-            for index, future in enumerate(as_completed(futures), 1):
-                record_done(index, futures[future], future.result())
+    if todo:  # (with nothing to run the songs are not even decoded)
+        if workers <= 1:
+            _load_pair(str(paper_dir), base)
+        campaign.run_all(todo, partial(run_in_process, base=base, out_dir=out_dir, invocation=invocation), csv,
+                         workers, initializer=_load_pair if workers > 1 else None, initargs=(str(paper_dir), base),
+                         label=lambda r: f"[{r['group']}] {r['state']} loss {r.get('final_loss', float('nan')):.4g}",
+                         kind=lambda r: f"{r.group}|{r.settings.get('filters')}", ident=lambda r: r.run_id,
+                         records=records)
+        records = pd.read_csv(csv).to_dict("records")
     frame = pd.DataFrame(records)
     wanted = {r.run_id for r in runs}
     return frame[frame["run_id"].isin(wanted)].reset_index(drop=True) if len(frame) else frame

@@ -8,7 +8,6 @@ validation resumes where it stopped.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import campaign
 from ..config import PAPER_ACTIVATIONS, TransferConfig
 from ..data.baselines import score_baselines
 from ..data.corpus import SongPair, builtin_pairs, paper_pairs, resolve_corpus
@@ -128,27 +128,15 @@ def run_one(run: dict[str, Any], data: PairData, base: TransferConfig) -> dict[s
 
 
 def run_all(runs: list[dict[str, Any]], pairs: list[SongPair], base: TransferConfig, out_dir: Path) -> pd.DataFrame:
-    """Run what runs.csv lacks, writing it after every run; return every planned run's row."""
-    csv = out_dir / "runs.csv"
-    done = pd.read_csv(csv) if csv.exists() else pd.DataFrame()
-    records = done.to_dict("records") if len(done) else []
-    finished = {r["run_id"] for r in records if r.get("state") == "ok"}
-    records = [r for r in records if r["run_id"] in finished]
-    todo = [r for r in runs if r["run_id"] not in finished]
+    """Run what runs.csv lacks (musicstyle.campaign), writing it after every run; return every planned run's row."""
     data = PairData(pairs)
-    start = time.perf_counter()
-    for index, run in enumerate(todo, 1):
-        record = run_one(run, data, base)
-        records.append(record)
-        write_csv(csv, pd.DataFrame(records))
-        elapsed = time.perf_counter() - start
-        print(f"run {index}/{len(todo)} {run['run_id']}: {record['state']} truth "
-              f"{record.get('truth_score', float('nan')):.3f} quality {record.get('quality_score', float('nan')):.3f}"
-              f" in {record['seconds']:.1f} s; ETA {elapsed / index * (len(todo) - index) / 60:.1f} min",
-              file=sys.stderr, flush=True)
-    frame = pd.DataFrame(records)
-    wanted = {r["run_id"] for r in runs}
-    return frame[frame["run_id"].isin(wanted)].reset_index(drop=True)
+
+    def label(record: dict[str, Any]) -> str:
+        return (f"{record['state']} truth {record.get('truth_score', float('nan')):.3f} "
+                f"quality {record.get('quality_score', float('nan')):.3f}")
+
+    return campaign.run_all(runs, lambda run: run_one(run, data, base), out_dir / "runs.csv", label=label,
+                            kind=lambda run: f"{run['filters']} filters")
 
 
 def corpus_pairs(name: str, paper_dir: str | None) -> list[SongPair]:
