@@ -97,11 +97,13 @@ def test_projection_line_names_precision_seconds_and_wall_time():
     assert projection.worst_wall_seconds == pytest.approx(200 * 90.0 / 2)
 
 
-def test_default_config_searches_five_settings_with_auto_precision():
+def test_default_config_searches_four_settings_and_adam_only_when_switched_on():
     settings = load_settings(REPO / "configs" / "default.yaml")
-    assert {"alpha", "beta", "lr", "filters", "activation", "optimizer"} <= set(settings.search)
-    assert settings.search["lr"].when == {"optimizer": ("adam",)}
-    assert settings.search["optimizer"].choices == ("lbfgs", "adam")
+    assert {"alpha", "beta", "filters", "activation"} <= set(settings.search)
+    assert "optimizer" not in settings.search and settings.base_config().optimizer == "lbfgs"  # docs/sweep.md, Adam
+    with_adam = load_settings(REPO / "configs" / "default.yaml", ["search.optimizer.enabled=true"])
+    assert with_adam.search["optimizer"].choices == ("lbfgs", "adam")
+    assert with_adam.search["lr"].when == {"optimizer": ("adam",)}
     assert settings.base_config().precision == "auto"
 
 
