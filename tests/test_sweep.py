@@ -138,12 +138,40 @@ def test_sqlite_storage_url(tmp_path, corpus):
     assert all(t.user_attrs["discarded"] == "surplus" for t in study.trials if t not in counted)
 
 
+def test_confirmation_reruns_the_best_distinct_settings_at_full_fidelity_and_leads_the_report(tmp_path, corpus):
+    config = tiny_config(tmp_path, corpus)
+    full = ["--set", "confirm.trials=2", "--set", "confirm.seeds=2", "--set", "confirm.fixed.clip_seconds=null",
+            "--set", "confirm.fixed.iterations=8", "--set", "confirm.fixed.griffin_lim_iters=8",
+            "--set", "confirm.fixed.frames=null"]
+    results = tmp_path / "results"
+    assert main(["--config", str(config), "--results", str(results), "--quiet", *full]) == 0
+    folder = results / "tiny"
+    rows = pd.read_csv(folder / "confirm.csv")
+    assert len(rows) == 2 * 2 * 3 and (rows["state"] == "ok").all()
+    assert sorted(rows["seed"].unique()) == [0, 1] and set(rows["pair"]) == {"p0", "p1", "p2"}
+    assert (rows["iterations"] <= 8).all() and (rows["frames"] > 63).all()  # the whole 1.2 s clip, not 1 s
+    trials = pd.read_csv(folder / "trials.csv")
+    screen = trials[trials["state"] == "COMPLETE"].sort_values("objective_quality_score")
+    assert rows["trial"].iloc[0] == screen["trial"].iloc[0]  # the screen's best is confirmed first
+    params = rows.drop_duplicates("trial")[["alpha", "beta", "filters", "activation"]]
+    assert len(params.drop_duplicates()) == 2  # distinct settings
+    lines = (folder / "results.md").read_text().splitlines()
+    assert lines[2] == "## Best at full fidelity" and any(line.startswith("**Best at full fidelity: trial")
+                                                         for line in lines[3:8])
+    before = (folder / "confirm.csv").read_bytes()
+    assert main(["--config", str(config), "--results", str(results), "--quiet", *full]) == 0  # resumes: no rerun
+    assert (folder / "confirm.csv").read_bytes() == before
+
+
 BAD = [
     (["--set", "search.alpah.low=1"], "search.alpah"),
     (["--set", "search.alpha.low=10"], "low (10) must be below high"),
     (["--corpus", "/no/such/corpus.yaml"], "corpus file not found: /no/such/corpus.yaml"),
     (["--storage", "postgresql://user:secret@127.0.0.1:1/db"], "cannot open storage"),
     (["--storage", "nosuch://x"], "unsupported storage URL"),
+    (["--set", "confirm.seeds=0"], "confirm.seeds must be >= 1"),
+    (["--set", "confirm.fixed.iterations=2"], "the screen's iterations (5) is larger than the full fidelity's"),
+    (["--set", "confirm.fixed.frames=10"], "the screen's frames (63) is larger than the full fidelity's"),
 ]
 
 

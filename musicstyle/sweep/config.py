@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..measures import OBJECTIVES
 from ..util.values import flag, number, reject_unknown
 
-SECTIONS = ("study", "corpus", "fixed", "search")
+SECTIONS = ("study", "corpus", "fixed", "search", "confirm")
 STUDY_DEFAULTS: dict[str, Any] = {
     "objective": "truth",  # a name in measures.OBJECTIVES
     "trials": 200,  # finished + failed + pruned trials in total, across processes and restarts
@@ -31,6 +31,13 @@ STUDY_DEFAULTS: dict[str, Any] = {
     "stale_after_seconds": 600,  # a RUNNING trial with no heartbeat for this long is failed and re-run
     "storage_retry_seconds": 300,  # how long a worker waits for an unreachable database before it stops
 }
+CONFIRM_DEFAULTS: dict[str, Any] = {  # the best trials again at full fidelity (sweep/confirm.py)
+    "trials": 0,  # distinct best settings re-run after the trials; 0: none
+    "seeds": 2,  # seeds per confirmed setting: study.seed, +1, ...
+    "fixed": {"offset_seconds": 0.0, "clip_seconds": None, "frames": 430, "iterations": 300,
+              "griffin_lim_iters": 500},  # full fidelity: the base paper's budget, over the sweep's fixed settings
+}
+FIDELITY = ("iterations", "griffin_lim_iters", "frames")  # none may be larger in the screen than in full
 DIMENSION_KEYS = ("low", "high", "log", "step", "choices", "enabled", "when")
 
 
@@ -79,6 +86,7 @@ class SweepSettings:
     fixed: dict[str, Any]
     search: dict[str, Dimension]
     raw: dict[str, Any]
+    confirm: dict[str, Any] = field(default_factory=lambda: dict(CONFIRM_DEFAULTS))
     base_dir: Path = Path(".")
 
     @property
@@ -144,6 +152,37 @@ def parse_fixed(data: Any, source: str) -> dict[str, Any]:
         return make_config(data).to_dict() | {}  # checks every value; keep only what the file set
     except ConfigError as err:
         raise ConfigError(f"{source}: fixed: {err}") from None
+
+
+def _frames(config: TransferConfig) -> int | None:
+    """The most frames a run keeps: `frames` and those of `clip_seconds`, the fewer; None for the whole file."""
+    limits = [config.frames] if config.frames is not None else []
+    if config.clip_seconds is not None:
+        limits.append(1 + int(config.clip_seconds * config.sample_rate_hz) // config.hop)
+    return min(limits) if limits else None
+
+
+def parse_confirm(data: Any, fixed: dict[str, Any], source: str) -> dict[str, Any]:
+    """The `confirm` section: trials >= 0, seeds >= 1, and full-fidelity settings no smaller than the screen's."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: 'confirm' must be a mapping (trials, seeds, fixed)")
+    reject_unknown(data, CONFIRM_DEFAULTS, "key 'confirm.{}'", source)
+    confirm = CONFIRM_DEFAULTS | data
+    for key, least in (("trials", 0), ("seeds", 1)):
+        confirm[key] = number(confirm[key], f"{source}: confirm.{key}", integer=True)
+        if confirm[key] < least:
+            raise ConfigError(f"{source}: confirm.{key} must be >= {least}, got {confirm[key]}")
+    full_fixed = parse_fixed(CONFIRM_DEFAULTS["fixed"] | (data.get("fixed") or {}), f"{source} (confirm)")
+    full_fixed = CONFIRM_DEFAULTS["fixed"] | {k: full_fixed.get(k) for k in (data.get("fixed") or {})}
+    screen, full = make_config(fixed), make_config(fixed | full_fixed)
+    for key in FIDELITY:
+        low, high = (_frames(c) if key == "frames" else getattr(c, key) for c in (screen, full))
+        if high is not None and (low is None or low > high):
+            raise ConfigError(f"{source}: the screen's {key} ({low}) is larger than the full fidelity's "
+                              f"(confirm.fixed.{key} = {high})")
+    return confirm | {"fixed": full_fixed}
 
 
 def parse_dimension(name: str, spec: Any, fixed: dict[str, Any], source: str) -> Dimension | None:
@@ -224,7 +263,8 @@ def parse_settings(data: Any, source: str, base_dir: Path = Path(".")) -> SweepS
         for other in dimension.when:
             if other == dimension.name:
                 raise ConfigError(f"{source}: search.{other}.when cannot name itself")
-    return SweepSettings(source, study, data.get("corpus"), fixed, search, data, base_dir)
+    confirm = parse_confirm(data.get("confirm"), fixed, source)
+    return SweepSettings(source, study, data.get("corpus"), fixed, search, data, base_dir=base_dir, confirm=confirm)
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:

@@ -20,11 +20,12 @@ from ..reports.listening import write_sweep_listening_report
 from ..util.io import write_csv, write_text
 from ..util.machine import describe
 from . import plots
+from .confirm import confirm_markdown
 from .objective import PairCache, run_pair, summarise
 from .plan import SweepPlan
 from .quarantine import markdown as quarantine_section
 from .quarantine import quarantined, rescore
-from .trials import is_discarded
+from .trials import is_discarded, top_trials
 
 
 def trial_table(trials: list[Any], objective: str) -> pd.DataFrame:
@@ -153,13 +154,6 @@ def study_machine(study: optuna.Study, frame: pd.DataFrame) -> dict[str, str]:
         precision += f" ({attrs['precision_reason']})"
     projection = (attrs.get("projection") or {}).get("line", "").removeprefix("projection: ")
     return {"precision": precision, "machine": attrs.get("machine") or describe(), "projection": projection}
-
-
-def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
-    """The k best completed, original (not repeated, not discarded) trials (several objectives: by their sum)."""
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if not is_discarded(t) and "repeat_of" not in t.user_attrs]
-    return sorted(done, key=lambda t: sum(t.values))[:k]
 
 
 def reevaluate(study: optuna.Study, plan: SweepPlan, k: int, seeds: int) -> pd.DataFrame:
@@ -307,8 +301,9 @@ def write_report(study: optuna.Study, plan: SweepPlan) -> Path:
         baselines = []
         notes.append(f"baselines skipped: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
     text = results_markdown(frame, meta, reevaluation, drawn, notes, baselines)
-    first, rest = text.split("\n", 1)  # quarantined pairs right under the title
-    write_text(path, "\n".join([first, "", *quarantine_section(study, len(plan.pairs)), rest.lstrip("\n")]))
+    first, rest = text.split("\n", 1)  # the full-fidelity answer, then quarantined pairs, right under the title
+    opening = [*confirm_markdown(folder, plan.settings, plan.objective), *quarantine_section(study, len(plan.pairs))]
+    write_text(path, "\n".join([first, "", *opening, rest.lstrip("\n")]))
     try:  # like a plot, the listening page never stops the report
         write_sweep_listening_report(folder)
     except Exception as err:

@@ -157,3 +157,10 @@ def requeue_interrupted(study: optuna.Study) -> None:
     for trial in trials:
         if trial.user_attrs.get("discarded") == "interrupted" and trial.number not in retried:
             requeue(study, trial)
+
+
+def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
+    """The k best completed, original (not repeated, not discarded) trials (several objectives: by their sum)."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if not is_discarded(t) and "repeat_of" not in t.user_attrs]
+    return sorted(done, key=lambda t: sum(t.values))[:k]
