@@ -10,14 +10,15 @@ and spread of the level change from frame to frame, in dB per hop: a piano's att
 organ's sustain) and the spectral contrast's mean and spread in CONTRAST_BANDS octave bands (peaks against
 valleys: harmonic against noisy partials).
 
-A multinomial logistic regression over those features (TimbreModel, trained by musicstyle.timbretrain
-on chorales that appear in no pair, two SoundFonts, through Griffin-Lim with noise and EQ) gives each
-instrument's log-probability. The timbre measure of an output is
+A multinomial logistic regression over those features (TimbreModel, trained by truth/timbre_train.py
+on chorales that appear in no pair, two SoundFonts, through Griffin-Lim with noise and EQ, EQ-matched to
+other instruments, and mixed with them under soft labels) gives each instrument's log-probability. The timbre measure of an output is
 
     log_odds = log p(target's instrument) - log p(content's instrument)
     truth_timbre = sigmoid(-log_odds)        0: surely the target's instrument, 1: surely the content's
 
-so the content copy scores about 1, the target (or any piece on the target's instrument) about 0.
+so the content copy scores about 1, the target (or any piece on the target's instrument) about 0, and an
+even mix of the two instruments about 0.5.
 """
 
 from __future__ import annotations
