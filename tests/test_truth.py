@@ -229,3 +229,45 @@ def test_truth_objective_needs_targets(tmp_path: Path) -> None:
                            "--results", str(tmp_path)], cwd=repo, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "needs a target" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "smoke" / "study.journal").exists()
+
+
+def test_envelope_motion_features_ignore_a_fixed_eq_and_see_attack_against_sustain() -> None:
+    """The timbre features' envelope part (truth/timbre.py) is the instrument's, not the EQ's."""
+    from musicstyle.truth.timbre import BAND_GROUPS, MEL_BANDS, MFCCS, timbre_features
+
+    rate = 22050
+    t = np.arange(int(rate * 0.5)) / rate
+
+    def tone(f0: float) -> np.ndarray:  # 30 harmonics at 1/k: every band has partials
+        return sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 31) if k * f0 < rate / 2)
+
+    notes = (220, 330, 262, 392, 294, 247)
+    plucked = np.concatenate([tone(f) * np.exp(-8 * t) for f in notes])
+    bowed = np.concatenate([tone(f) * np.minimum(1, t / 0.15) for f in notes])
+    spectrum = np.fft.rfft(plucked)
+    tilt = 10 ** (3 * np.log2(np.maximum(np.fft.rfftfreq(len(plucked), 1 / rate), 50.0) / 1000.0) / 20)
+    tilted = np.fft.irfft(spectrum * tilt, len(plucked))
+    motion = slice(2 * MEL_BANDS + 2 * MFCCS, 2 * MEL_BANDS + 2 * MFCCS + 3 * BAND_GROUPS)
+    a, b, c = (timbre_features(y)[motion] for y in (plucked, tilted, bowed))
+    assert np.abs(a - b).mean() < 0.25 * np.abs(a - c).mean()
+
+
+def test_soft_labels_make_a_mixture_neither_instrument() -> None:
+    """fit's sample weights (truth/timbre_train.py): a point halfway between two classes, labelled half and
+    half, gets about equal probabilities; mixture_share_error reads them back."""
+    from musicstyle.truth.timbre_train import fit, mixture_share_error
+
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.normal(centre, 0.3, (40, 2)) for centre in ([-2, 0], [2, 0], [0, 3]))
+    mixed = rng.normal([0, 0], 0.3, (20, 2))
+    features = np.concatenate([a, b, c, np.repeat(mixed, 2, axis=0)])
+    programs = np.array([0] * 40 + [40] * 40 + [73] * 40 + [0, 40] * 20)
+    weights = np.array([1.0] * 120 + [0.5, 0.5] * 20)
+    data = {"features": features, "program": programs, "weight": weights,
+            "kind": np.array(["augmented"] * 120 + ["mixture"] * 40)}
+    soft = fit(features, programs, 1.0, weights)
+    hard = fit(features[:120], programs[:120], 1.0)
+    everything = np.ones(len(programs), bool)
+    assert mixture_share_error(soft, data, everything) < 0.15
+    assert mixture_share_error(soft, data, everything) < mixture_share_error(hard, data, everything)
+    assert np.exp(soft.log_probabilities(a[0]))[0] > 0.9  # one-instrument examples stay sure

@@ -12,7 +12,8 @@ valleys: harmonic against noisy partials).
 
 A multinomial logistic regression over those features (TimbreModel, trained by truth/timbre_train.py
 on chorales that appear in no pair, two SoundFonts, through Griffin-Lim with noise and EQ, EQ-matched to
-other instruments, and mixed with them under soft labels) gives each instrument's log-probability. The timbre measure of an output is
+other instruments, and mixed with them under soft labels) gives each instrument's log-probability. The
+timbre measure of an output is
 
     log_odds = log p(target's instrument) - log p(content's instrument)
     truth_timbre = sigmoid(-log_odds)        0: surely the target's instrument, 1: surely the content's
