@@ -95,6 +95,15 @@ def test_projection_line_names_precision_seconds_and_wall_time():
                         r"on 4096 \(before pruning\)", line), line
     assert projection.wall_seconds == pytest.approx(200 * 50.0 / 2)
     assert projection.worst_wall_seconds == pytest.approx(200 * 90.0 / 2)
+    with_truth = Projection("fp32", "x", {1024: 20.0, 4096: 90.0}, pairs=5, iterations=60, frames=130,
+                            griffin_lim_iters=30, trials_left=200, workers=2, threads=1,
+                            parts={"frontier_seconds_once_per_pair": 12.0},
+                            confirmation_seconds={1024: 600.0, 4096: 3000.0}, confirmation_runs=30)
+    assert with_truth.wall_seconds == pytest.approx(200 * 55.0 / 2 + 5 * 12.0)
+    line = with_truth.line()
+    assert "+ truth measures (each pair's frontier once per worker)" in line
+    assert line.endswith("; then the confirmation at full fidelity, 30 pair-runs: 10 min-50 min "
+                         "(all at the smallest / the largest filter count)"), line
 
 
 def test_default_config_searches_four_settings_and_adam_only_when_switched_on():

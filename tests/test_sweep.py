@@ -138,13 +138,15 @@ def test_sqlite_storage_url(tmp_path, corpus):
     assert all(t.user_attrs["discarded"] == "surplus" for t in study.trials if t not in counted)
 
 
-def test_confirmation_reruns_the_best_distinct_settings_at_full_fidelity_and_leads_the_report(tmp_path, corpus):
+def test_confirmation_reruns_the_best_distinct_settings_at_full_fidelity_and_leads_the_report(tmp_path, corpus,
+                                                                                           capsys):
     config = tiny_config(tmp_path, corpus)
     full = ["--set", "confirm.trials=2", "--set", "confirm.seeds=2", "--set", "confirm.fixed.clip_seconds=null",
             "--set", "confirm.fixed.iterations=8", "--set", "confirm.fixed.griffin_lim_iters=8",
             "--set", "confirm.fixed.frames=null"]
     results = tmp_path / "results"
     assert main(["--config", str(config), "--results", str(results), "--quiet", *full]) == 0
+    assert "then the confirmation at full fidelity, 12 pair-runs" in capsys.readouterr().err  # in the projection
     folder = results / "tiny"
     rows = pd.read_csv(folder / "confirm.csv")
     assert len(rows) == 2 * 2 * 3 and (rows["state"] == "ok").all()

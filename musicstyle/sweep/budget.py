@@ -8,8 +8,10 @@ The timing runs the first pair at each searched filter count (the cost's main kn
 iterations) with `cores // workers` torch threads, as the workers run: after a one-iteration warm-up,
 the pair's problem is built (filters, content features, style target; timed apart) and L-BFGS runs
 TIMED_ITERATIONS iterations on it (seconds per loss evaluation); then Griffin-Lim and the fair
-measures run once. An iteration is projected at EVALUATIONS_PER_ITERATION evaluations, and a trial as
-every pair at that cost; pruning and Adam trials (one evaluation per step) only make it shorter.
+measures run once, and where the pair has a target the truth measures (its frontier once, then the run's
+measures). An iteration is projected at EVALUATIONS_PER_ITERATION evaluations, and a trial as every
+pair at that cost; pruning and Adam trials (one evaluation per step) only make it shorter. A config
+with a `confirm` section is timed again at the full fidelity for the confirmation's own line.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ class Projection:
     workers: int
     threads: int
     parts: dict[str, float] = field(default_factory=dict)  # per pair at the largest filter count, seconds
+    confirmation_seconds: dict[int, float] = field(default_factory=dict)  # filters -> the confirmation's wall time
+    confirmation_runs: int = 0
 
     @property
     def mean_trial_seconds(self) -> float:
@@ -89,28 +93,42 @@ class Projection:
         return sum(self.seconds_per_trial.values()) / len(self.seconds_per_trial)
 
     @property
+    def frontier_seconds(self) -> float:
+        """Each worker builds each pair's truth frontier once (in parallel with the others)."""
+        return self.pairs * self.parts.get("frontier_seconds_once_per_pair", 0.0)
+
+    @property
     def wall_seconds(self) -> float:
-        return self.trials_left * self.mean_trial_seconds / max(self.workers, 1)
+        return self.trials_left * self.mean_trial_seconds / max(self.workers, 1) + self.frontier_seconds
 
     @property
     def worst_wall_seconds(self) -> float:
         """Every trial at the dearest filter count: where TPE goes when more filters score better."""
-        return self.trials_left * max(self.seconds_per_trial.values()) / max(self.workers, 1)
+        return self.trials_left * max(self.seconds_per_trial.values()) / max(self.workers, 1) + self.frontier_seconds
 
     def line(self) -> str:
         """One line: the precision and why, seconds per trial over the filter counts, projected wall time."""
         low, high = min(self.seconds_per_trial.values()), max(self.seconds_per_trial.values())
         filters = "/".join(str(f) for f in sorted(self.seconds_per_trial))
         span = f"{low:.0f} s" if round(low) == round(high) else f"{low:.0f}-{high:.0f} s"
+        truth = " + truth measures (each pair's frontier once per worker)" if self.frontier_seconds else ""
         return (f"projection: precision {self.precision} ({self.reason}); {span} per trial (filters {filters}: "
                 f"{self.pairs} pairs x {self.iterations} L-BFGS iterations ({EVALUATIONS_PER_ITERATION:g} "
                 f"evaluations each) at {self.frames} frames + Griffin-Lim "
-                f"{self.griffin_lim_iters} + fair measures, {self.threads} torch thread(s) per worker); "
+                f"{self.griffin_lim_iters} + fair measures{truth}, {self.threads} torch thread(s) per worker); "
                 f"{self.trials_left} trials on {self.workers} worker(s): about {format_duration(self.wall_seconds)} "
                 + (f"with the filter counts drawn equally, up to {format_duration(self.worst_wall_seconds)} if the "
                    f"search settles on {max(self.seconds_per_trial, key=self.seconds_per_trial.get)} "
                    if len(self.seconds_per_trial) > 1 else "")
-                + "(before pruning)")
+                + "(before pruning)" + self.confirmation_text())
+
+    def confirmation_text(self) -> str:
+        if not self.confirmation_seconds:
+            return ""
+        low, high = min(self.confirmation_seconds.values()), max(self.confirmation_seconds.values())
+        span = format_duration(low) if round(low) == round(high) else f"{format_duration(low)}-{format_duration(high)}"
+        return (f"; then the confirmation at full fidelity, {self.confirmation_runs} pair-runs: {span} "
+                f"(all at the smallest / the largest filter count)")
 
     def to_dict(self) -> dict[str, Any]:
         return {"precision": self.precision, "reason": self.reason,
@@ -118,7 +136,8 @@ class Projection:
                 "mean_trial_seconds": self.mean_trial_seconds, "wall_seconds": self.wall_seconds,
                 "worst_wall_seconds": self.worst_wall_seconds,
                 "trials_left": self.trials_left, "workers": self.workers, "threads": self.threads,
-                "parts": self.parts, "line": self.line(), "machine": describe()}
+                "parts": self.parts, "confirmation_seconds": {str(k): v for k, v in self.confirmation_seconds.items()},
+                "confirmation_runs": self.confirmation_runs, "line": self.line(), "machine": describe()}
 
 
 def _timed(action: Any) -> tuple[Any, float]:
@@ -127,20 +146,20 @@ def _timed(action: Any) -> tuple[Any, float]:
     return value, time.perf_counter() - start
 
 
-def measure(plan: SweepPlan, precision: str, reason: str, trials_left: int) -> Projection:
-    """Time a few L-BFGS iterations at each searched filter count, Griffin-Lim and the fair measures,
-    on the first pair with the workers' thread count; the projection for `trials_left` trials."""
-    settings = plan.settings
-    base = pair_config(settings.base_config(), plan.pairs[0]).replace(optimizer="lbfgs")
+def time_pair_runs(plan: SweepPlan, base: TransferConfig, filters: list[int], threads: int
+                   ) -> tuple[dict[int, float], dict[str, float], int]:
+    """Seconds of one pair-run at `base`'s fidelity per filter count (problem, L-BFGS at
+    EVALUATIONS_PER_ITERATION evaluations per iteration, Griffin-Lim, fair measures), timed on the first
+    pair with `threads` torch threads; the parts at the largest count; the frames."""
     device = resolve_device(base.device)
-    threads = max(1, (os.cpu_count() or 1) // max(plan.workers, 1))
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         spectrograms = load_pair(plan.pairs[0].content, plan.pairs[0].style, base)
-        per_trial: dict[int, float] = {}
+        per_run: dict[int, float] = {}
         parts: dict[str, float] = {}
         result = None
+
         def run(config: TransferConfig) -> tuple[float, OptimizationResult, float]:
             """(seconds to build the pair's problem, the run, seconds of the run after it)."""
             clear_problem_cache()  # each trial builds its pairs' problems (the cache holds two)
@@ -150,13 +169,13 @@ def measure(plan: SweepPlan, precision: str, reason: str, trials_left: int) -> P
                                                                   device, problem=problem))
             return setup, result, seconds
 
-        for filters in searched_filters(settings):
-            config = base.replace(filters=filters, iterations=TIMED_ITERATIONS)
+        for count in filters:
+            config = base.replace(filters=count, iterations=TIMED_ITERATIONS)
             run(config.replace(iterations=1))  # warm-up (the bf16 step compiles once per process)
             setup, result, seconds = run(config)
             per_evaluation = seconds / max(result.evaluations, 1)
             per_iteration = per_evaluation * EVALUATIONS_PER_ITERATION
-            per_trial[filters] = setup + base.iterations * per_iteration
+            per_run[count] = setup + base.iterations * per_iteration
             parts = {"setup_seconds": setup, "seconds_per_evaluation": per_evaluation,
                      "seconds_per_iteration": per_iteration}
         clear_problem_cache()
@@ -165,13 +184,40 @@ def measure(plan: SweepPlan, precision: str, reason: str, trials_left: int) -> P
                                                  base.seed, device=device))
         space = evaluation_space(spectrograms.content, spectrograms.style, base.n_fft, base.hop, device=device)
         _, t_measures = _timed(lambda: fair_measures(audio, space, magnitude))
+        t_frontier = t_truth = 0.0
+        if plan.pairs[0].target is not None:  # the truth measures: the pair's frontier once, then each run
+            from ..truth.measures import reference_for
+
+            reference, t_frontier = _timed(lambda: reference_for(plan.pairs[0], base))
+            _, t_truth = _timed(lambda: reference.measures(audio))
     finally:
         torch.set_num_threads(before)
-    parts |= {"griffin_lim_seconds": t_gl, "measures_seconds": t_measures}
+    parts |= {"griffin_lim_seconds": t_gl, "measures_seconds": t_measures, "truth_seconds": t_truth,
+              "frontier_seconds_once_per_pair": t_frontier}
+    frames = int(spectrograms.content.shape[1])
+    return {f: s + t_gl + t_measures + t_truth for f, s in per_run.items()}, parts, frames
+
+
+def measure(plan: SweepPlan, precision: str, reason: str, trials_left: int) -> Projection:
+    """Time a few L-BFGS iterations at each searched filter count, Griffin-Lim and the fair measures,
+    on the first pair with the workers' thread count; the projection for `trials_left` trials, and for
+    the confirmation at full fidelity when the config asks for one (timed the same way at its settings)."""
+    settings = plan.settings
+    base = pair_config(settings.base_config(), plan.pairs[0]).replace(optimizer="lbfgs")
+    threads = max(1, (os.cpu_count() or 1) // max(plan.workers, 1))
+    filters = searched_filters(settings)
+    per_run, parts, frames = time_pair_runs(plan, base, filters, threads)
     pairs = len(plan.pairs)
-    per_trial = {f: pairs * (s + t_gl + t_measures) for f, s in per_trial.items()}
-    return Projection(precision, reason, per_trial, pairs, base.iterations, int(spectrograms.content.shape[1]),
-                      base.griffin_lim_iters, trials_left, plan.workers, threads, parts)
+    confirmation: dict[int, float] = {}
+    runs = settings.confirm["trials"] * settings.confirm["seeds"] * pairs
+    if runs:
+        full = base.replace(**settings.confirm["fixed"])
+        full_run, full_parts, _ = time_pair_runs(plan, full, filters, threads)
+        frontiers = pairs * full_parts["frontier_seconds_once_per_pair"]
+        confirmation = {f: runs * s / max(min(plan.workers, runs), 1) + frontiers for f, s in full_run.items()}
+        parts |= {f"confirm_{k}": v for k, v in full_parts.items()}
+    return Projection(precision, reason, {f: pairs * s for f, s in per_run.items()}, pairs, base.iterations, frames,
+                      base.griffin_lim_iters, trials_left, plan.workers, threads, parts, confirmation, runs)
 
 
 def record(study: optuna.Study, precision: str, reason: str, projection: Projection | None) -> None:
