@@ -108,7 +108,9 @@ def run_verdict(out_dir: str | Path, quick: bool = False, minutes: float | None 
         verdict_paragraph(frame, len(pairs), settings), "",
         f"Written by `{command}` at code version {code_version()}, {stamp}. Machine: {describe()}. "
         f"Pairs: the {len(pairs)} held-out pairs of the rendered corpus ({', '.join(p.name for p in pairs)}). "
-        "Minutes per phase over every invocation: " + ", ".join(f"{p} {m:.1f}" for p, m in spent.items()) + ".",
+        "Minutes per phase over every invocation: " + ", ".join(f"{p} {m:.1f}" for p, m in spent.items())
+        + f" (an invocation stopped by a kill records no phases; the runs' own time, summed over runs.csv: "
+        f"{frame['seconds'].sum() / 60 if 'seconds' in frame else 0:.1f} min of transfers).",
         "", decision_rule(len(pairs)).replace("# Decision rule", "## Decision rule"), "",
         "## Every output, mean over pairs", "",
         "In the form of Cifka et al. (ICASSP 2021): LSD (dB, lower is better), timbre (the target's instrument "
