@@ -26,7 +26,8 @@ from .. import campaign
 from ..config import TransferConfig, make_config
 from ..data.corpus import SongPair, rendered_pairs
 from ..data.paper_songs import PAPER_ROWS
-from ..engine.transfer import load_pair, run_transfer
+from ..engine.network import resolve_precision
+from ..engine.transfer import load_pair, resolve_device, run_transfer
 from ..errors import ConfigError, MusicStyleError
 from ..util.io import atomic_path, ensure_writable_folder, write_csv, write_text
 from .measures import reference_for
@@ -140,7 +141,8 @@ def run_one(run: dict[str, Any]) -> dict[str, Any]:
     opt = result.optimization
     return run | {"state": "ok", "reason": "", "final_loss": opt.final_loss, "iterations_run": opt.iterations,
                   "evaluations": opt.evaluations, **result.measures.to_dict(), **truth,
-                  "precision": config.precision, "seconds": time.perf_counter() - start}
+                  "precision": resolve_precision(config.precision, resolve_device(config.device))[0],
+                  "seconds": time.perf_counter() - start}
 
 
 def _label(record: dict[str, Any]) -> str:

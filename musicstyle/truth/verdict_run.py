@@ -53,7 +53,8 @@ def verdict_paragraph(runs: pd.DataFrame, pairs: int, settings: str) -> str:
             if wins >= k:
                 passing.append(f"{arm} at {budget}")
     missing = [f"{arm} at {b}" for b in ("300 iterations", "converged") for arm in ARMS
-               if not len(ok) or not ((ok["budget"] == b) & (ok["arm"] == arm)).any()]
+               if (not len(ok) or not ((ok["budget"] == b) & (ok["arm"] == arm)).any())
+               and not any(p.startswith(f"{arm} at {b} (") for p in pending)]
     if not judged:
         head = f"**No verdict yet**: no arm has run on all {pairs} held-out pairs."
     elif passing:
@@ -61,11 +62,22 @@ def verdict_paragraph(runs: pd.DataFrame, pairs: int, settings: str) -> str:
                 f"p < 0.05) for: {'; '.join(passing)}.")
     else:
         head = (f"**No arm beats the trivial outputs**: none beats the trivial frontier on {k} or more of the "
-                f"{pairs} held-out pairs, so at this budget the method does not do better than copying or mixing.")
+                f"{pairs} held-out pairs, so on these pairs the method is not shown to do better than copying, "
+                "mixing or EQ matching (one-sided sign test, p < 0.05).")
     parts = [head, f"Pairs beating the frontier per arm: {'; '.join(judged)}." if judged else "",
              f"Not yet complete: {'; '.join(pending + missing)} (run the same command to resume)."
              if pending or missing else "", f"Settings: {settings}."]
     return " ".join(p for p in parts if p)
+
+
+def used_precisions(frame: pd.DataFrame, base) -> str:
+    """The precisions the runs record; 'auto' (recorded before runs resolved it) with what it resolves to here."""
+    from ..engine.network import resolve_precision
+    from ..engine.transfer import resolve_device
+
+    values = sorted(set(frame["precision"].astype(str))) if "precision" in frame and len(frame) else []
+    here = resolve_precision("auto", resolve_device(base.device))[0]
+    return ", ".join(f"auto (resolves to {here} on this machine)" if v == "auto" else v for v in values) or "none yet"
 
 
 def run_verdict(out_dir: str | Path, quick: bool = False, minutes: float | None = None, report_only: bool = False,
@@ -100,7 +112,7 @@ def run_verdict(out_dir: str | Path, quick: bool = False, minutes: float | None 
                          "minutes": round(s / 60, 2)} for p, s in phases])
     write_csv(log, pd.concat([history, now], ignore_index=True))
     settings = (", ".join(f"{k}={v}" for k, v in plan.fixed.items())
-                + f", precision used: {base.precision}, L-BFGS; arms' own settings in the table's names")
+                + f", precision used: {used_precisions(frame, base)}, L-BFGS; arms' own settings in the table's names")
     table = arm_table(frame, base_frame, len(pairs))
     spent = pd.read_csv(log).groupby("phase", sort=False)["minutes"].sum()
     lines = [
