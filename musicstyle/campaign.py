@@ -55,7 +55,9 @@ def remaining_estimate(todo_kinds: list[str], done: list[tuple[str, float]], wor
     known = [sum(seconds[k]) / len(seconds[k]) for k in todo_kinds if k in seconds]
     unknown = sum(1 for k in todo_kinds if k not in seconds)
     text = format_duration(sum(known) / max(workers, 1))
-    return f"ETA > {text} ({unknown} runs of kinds not timed yet)" if unknown else f"ETA {text}"
+    if unknown:
+        return f"ETA {'> ' + text if known else 'unknown'} ({unknown} runs of kinds not timed yet)"
+    return f"ETA {text}"
 
 
 def run_all(runs: list[Any], run_one: Callable[[Any], Record], csv: Path, workers: int = 1,

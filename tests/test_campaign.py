@@ -68,6 +68,7 @@ def test_the_eta_times_each_kind_and_says_when_it_is_a_lower_bound() -> None:
     assert campaign.remaining_estimate(["a"], done, 1) == "ETA 20 s"
     assert campaign.remaining_estimate(["a", "b"], done, 1).startswith("ETA > 20 s (1 runs")
     assert campaign.remaining_estimate(["a"] * 4, done, 2) == "ETA 40 s"
+    assert campaign.remaining_estimate(["b"], done, 1) == "ETA unknown (1 runs of kinds not timed yet)"
 
 
 def test_rows_outside_the_plan_stay_in_runs_csv(tmp_path: Path) -> None:
