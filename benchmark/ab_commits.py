@@ -83,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         q1, q3 = np.percentile(ratio, [25, 75])
         lines.append(f"| project {method} | {np.median(before):.1f} | {np.median(after):.1f} | "
                      f"{np.median(ratio):.3f} [{q1:.3f}-{q3:.3f}] |")
+    lines += ["", "Every round (ms, before / after):", ""]
+    for method in methods:
+        pairs = zip(times[(method, "before")], times[(method, "after")])
+        lines.append(f"- {method}: " + ", ".join(f"{b:.0f} / {a:.0f}" for b, a in pairs))
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
