@@ -6,7 +6,8 @@ the run's record (a dict with "run_id", its results, "state" "ok" or "failed", a
 module-level function or a partial of one, so that a spawned worker can call it. A failed run is recorded
 with its reason and runs again next time; an "ok" run never does. Worker processes each get cores /
 workers torch threads and one BLAS thread, and call `initializer(*initargs)` once (to load what every run
-of the process shares). Used by truth/ (validation, verdict) and paper/ (the reproduction).
+of the process shares; with one worker, in this process). Used by truth/ (validation, verdict) and
+paper/ (the reproduction).
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def run_all(runs: list[Any], run_one: Callable[[Any], Record], csv: Path, worker
               f"{remaining_estimate(left, timed, workers)}", file=sys.stderr, flush=True)
 
     if workers == 1:
-        _start(max(1, torch_threads_now()), initializer, initargs)
+        if initializer is not None:  # in this process, with its own threads
+            initializer(*initargs)
         for index, run in enumerate(todo, 1):
             if out_of_time():
                 print(f"stopping after {budget_minutes:g} min; run the same command to resume", file=sys.stderr)
@@ -123,8 +125,3 @@ def run_all(runs: list[Any], run_one: Callable[[Any], Record], csv: Path, worker
 def _planned(records: list[Record], wanted: set[str]) -> pd.DataFrame:
     return pd.DataFrame([r for r in records if r["run_id"] in wanted])
 
-
-def torch_threads_now() -> int:
-    import torch
-
-    return torch.get_num_threads()

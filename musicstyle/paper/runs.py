@@ -213,10 +213,8 @@ def run_all(paper_dir: str | Path, out_dir: str | Path, base: TransferConfig, ru
         print(f"{len(records) - len(done)} run(s) reused: made before under another name (reused_from)",
               file=sys.stderr, flush=True)
     if todo:  # (with nothing to run the songs are not even decoded)
-        if workers <= 1:
-            _load_pair(str(paper_dir), base)
         campaign.run_all(todo, partial(run_in_process, base=base, out_dir=out_dir, invocation=invocation), csv,
-                         workers, initializer=_load_pair if workers > 1 else None, initargs=(str(paper_dir), base),
+                         workers, initializer=_load_pair, initargs=(str(paper_dir), base),
                          label=lambda r: f"[{r['group']}] {r['state']} loss {r.get('final_loss', float('nan')):.4g}",
                          kind=lambda r: f"{r.group}|{r.settings.get('filters')}", ident=lambda r: r.run_id,
                          records=records)

@@ -110,13 +110,17 @@ def _checked(fixed: dict[str, Any], name: str, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: {err}") from None
 
 
-def parse_study(data: Any, source: str) -> dict[str, Any]:
-    if data is None:
-        data = {}
+def _section(data: Any, name: str, defaults: dict[str, Any], source: str, what: str = "") -> dict[str, Any]:
+    """A mapping section with known keys over its defaults; one-line errors naming file and key."""
+    data = {} if data is None else data
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: 'study' must be a mapping")
-    reject_unknown(data, STUDY_DEFAULTS, "key 'study.{}'", source)
-    study = STUDY_DEFAULTS | data
+        raise ConfigError(f"{source}: '{name}' must be a mapping{what}")
+    reject_unknown(data, defaults, f"key '{name}.{{}}'", source)
+    return defaults | data
+
+
+def parse_study(data: Any, source: str) -> dict[str, Any]:
+    study = _section(data, "study", STUDY_DEFAULTS, source)
     where = f"{source}: study."
     if not isinstance(study["objective"], str) or study["objective"] not in OBJECTIVES:
         raise ConfigError(f"{where}objective must be one of {', '.join(OBJECTIVES)}, got {study['objective']!r}")
@@ -164,12 +168,8 @@ def _frames(config: TransferConfig) -> int | None:
 
 def parse_confirm(data: Any, fixed: dict[str, Any], source: str) -> dict[str, Any]:
     """The `confirm` section: trials >= 0, seeds >= 1, and full-fidelity settings no smaller than the screen's."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: 'confirm' must be a mapping (trials, seeds, fixed)")
-    reject_unknown(data, CONFIRM_DEFAULTS, "key 'confirm.{}'", source)
-    confirm = CONFIRM_DEFAULTS | data
+    confirm = _section(data, "confirm", CONFIRM_DEFAULTS, source, " (trials, seeds, fixed)")
+    data = data or {}
     for key, least in (("trials", 0), ("seeds", 1)):
         confirm[key] = number(confirm[key], f"{source}: confirm.{key}", integer=True)
         if confirm[key] < least:

@@ -74,12 +74,9 @@ def confirm(study: optuna.Study, plan: SweepPlan) -> pd.DataFrame:
     runs = plan_confirmation(study, plan)
     if not runs:
         return pd.DataFrame()
-    workers = max(1, min(plan.workers, len(runs)))
-    if workers == 1:
-        start_worker(plan.settings, plan.pairs)
     name = objective_measures(plan.objective)[0]
-    return campaign.run_all(runs, run_one, plan.results_dir / CSV, workers,
-                            initializer=start_worker if workers > 1 else None, initargs=(plan.settings, plan.pairs),
+    return campaign.run_all(runs, run_one, plan.results_dir / CSV, plan.workers,
+                            initializer=start_worker, initargs=(plan.settings, plan.pairs),
                             label=lambda r: f"{r['state']} {name} {r.get(name, float('nan'))}",
                             kind=lambda r: f"{r.get('filters')} filters")
 
