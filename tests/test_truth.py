@@ -109,8 +109,18 @@ def test_target_and_content_copy_are_the_fixed_points(tmp_path: Path, corpus: li
 def test_no_trivial_output_beats_its_own_frontier(frontier: list[tuple[float, float]]) -> None:
     for point in frontier:
         assert frontier_margin(point, frontier) <= -MARGIN_TOLERANCE + 1e-12
-    best = (min(t for t, _ in frontier) - 1, min(n for _, n in frontier) - 1)  # better on both axes than all
+    best = (min(0, *(t for t, _ in frontier)) - 1, min(0, *(n for _, n in frontier)) - 1)  # better than all
     assert frontier_margin(best, frontier) > 0
+
+
+@given(st.floats(0, 1), st.floats(-0.5, 1.5))
+def test_an_output_nearer_a_wrong_answer_never_beats_the_frontier(timbre: float, notes: float) -> None:
+    far = [(1.0, 1.0)]  # a frontier that every output near the target beats
+    margin = frontier_margin((timbre, notes), far)
+    if timbre >= 0.5 or notes >= 0.5:
+        assert margin <= 0  # the midpoints: nearer the wrong instrument or the wrong notes
+    elif timbre < 0.4 and notes < 0.4:
+        assert margin > 0
 
 
 def test_baselines_in_order_on_timbre(corpus: list[SongPair]) -> None:

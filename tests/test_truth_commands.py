@@ -46,7 +46,7 @@ def test_truth_score_ranks_the_target_above_the_content(capsys: pytest.CaptureFi
     assert code == 0 and target["notes_reference"] == "score" and target["score"] == target["truth_score"]
     code, out, _ = score(capsys, pair["content"], pair)
     content = json.loads(out)
-    assert code == 0 and content["notes_reference"] == "target chroma"
+    assert code == 0 and content["notes_reference"] == "target transcription"
     assert target["score"] < 0 <= content["score"]  # the answer beats every trivial output; a copy does not
     assert target["truth_timbre"] < 0.5 < content["truth_timbre"]
     assert set(content["frontier"]) >= {"content copy", "style copy", "magnitude mix", "EQ matching"}

@@ -56,7 +56,8 @@ def add_truth_commands(truth: argparse.ArgumentParser) -> None:
     score.add_argument("--style", required=True, help="the style clip (right instrument)")
     score.add_argument("--target", required=True, help="the right answer: the content's notes on the style's "
                                                           "instrument")
-    score.add_argument("--score", help="MIDI file of the content's notes (default: the target's chroma)")
+    score.add_argument("--score",
+                       help="MIDI file of the content's notes (default: the pitch classes heard in the target)")
     score.add_argument("--griffin-lim-iters", type=int, default=500,
                        help="Griffin-Lim iterations of the trivial outputs (default 500, the paper's)")
     score.add_argument("--seed", type=int, default=0, help="Griffin-Lim start phase of the trivial outputs")

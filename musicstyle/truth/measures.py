@@ -8,7 +8,8 @@ instrument, and the score it was played from. Every audio is measured in one fix
 
     truth_timbre   sigmoid(-log_odds): 0 the target's instrument, 1 the content's (musicstyle.timbre)
     truth_notes    (d_N(y) - d_N(oracle)) / (d_N(style copy) - d_N(oracle)): 0 the target's notes, 1 as far
-                   from them as the style song (musicstyle.notes; d_N against the score's pitch classes)
+                   from them as the style song (musicstyle.notes; d_N: 1 - F1 of the pitch classes a transcription hears
+                   against the score's)
     truth_artefacts_db, truth_lsd_db   reported, never folded into the score (musicstyle.notes)
 
 The oracle is the target through the run's own Griffin-Lim, so reconstruction damage alone scores 0.
@@ -21,9 +22,12 @@ EQ matching (musicstyle.baselines). An output's margin over it is
 positive only when the output beats every trivial output by more than MARGIN_TOLERANCE on at least
 one axis; every trivial output has margin <= -MARGIN_TOLERANCE (against itself the max is 0). The
 tolerance is the measures' own noise seen by the sanity suite: a second Griffin-Lim of the same copy
-moves a point by a few hundredths, and a piece that shares no melody with the target can sit at notes
-0.9 rather than the style copy's 1; without it those land on the wrong side of 0. The number a sweep
-minimises is truth_score = -truth_margin: below 0 the output beats every trivial output, else not.
+moves a point by a few hundredths. The min also runs over two MIDPOINTS, (0.5 + tolerance, 0) and
+(0, 0.5 + tolerance), which an output beats only with timbre < 0.5 and notes < 0.5: one nearer the wrong
+instrument than the right one, or nearer a wrong piece than the right notes, transfers nothing, however
+the pair's own trivial outputs fall (a third piece in the target's key can sit at notes 0.7, nearer the
+target than the style song is). 0.5 is the line the sanity suite's see / ignore checks draw. The number a
+sweep minimises is truth_score = -truth_margin: below 0 the output beats every trivial output, else not.
 """
 
 from __future__ import annotations
@@ -41,11 +45,12 @@ from ..engine.reconstruct import griffin_lim
 from ..engine.spectrogram import crop_frames, log_magnitude
 from ..errors import ConfigError
 from ..measures import TRUTH_MEASURES
-from .notes import artefact_db, chroma, lsd_db, notes_distance, pitch_class_roll
+from .notes import artefact_db, heard_pitch_classes, lsd_db, notes_distance, score_pitch_classes
 from .timbre import TimbreModel, load_timbre_model, resample, timbre_badness, timbre_features
 
 TRUTH_COLUMNS = TRUTH_MEASURES
 MARGIN_TOLERANCE = 0.1  # on the unit axes: the sanity suite's noise (module docstring)
+MIDPOINTS = ((0.5 + MARGIN_TOLERANCE, 0.0), (0.0, 0.5 + MARGIN_TOLERANCE))  # (module docstring)
 
 
 def through_griffin_lim(audio: np.ndarray, frames: int, config: TransferConfig) -> np.ndarray:
@@ -55,17 +60,18 @@ def through_griffin_lim(audio: np.ndarray, frames: int, config: TransferConfig) 
 
 
 def frontier_margin(point: tuple[float, float], frontier: list[tuple[float, float]]) -> float:
-    """min over frontier points b of max(b_timbre - timbre, b_notes - notes), less MARGIN_TOLERANCE."""
+    """min over the frontier's points and the two MIDPOINTS b of max(b_timbre - timbre, b_notes - notes),
+    less MARGIN_TOLERANCE."""
     timbre, notes = point
-    return float(min(max(bt - timbre, bn - notes) for bt, bn in frontier)) - MARGIN_TOLERANCE
+    return float(min(max(bt - timbre, bn - notes) for bt, bn in [*frontier, *MIDPOINTS])) - MARGIN_TOLERANCE
 
 
 @dataclass
 class TruthReference:
     """One pair's right answer in the analysis space, and its trivial frontier.
 
-    target_audio: (samples,) at the analysis rate; reference: (12, T) pitch classes (the score's roll or the
-    target's chroma); target_class / content_class: the timbre model's row for each instrument; frontier:
+    target_audio: (samples,) at the analysis rate; reference: (12, T) 0/1 pitch classes (the score's or the
+    ones heard in the target); target_class / content_class: the timbre model's row for each instrument; frontier:
     trivial output name -> (timbre, notes)."""
 
     model: TimbreModel
@@ -84,7 +90,7 @@ class TruthReference:
         y = resample(audio, self.sample_rate_hz)
         logp = self.model.log_probabilities(timbre_features(y))
         log_odds = float(logp[self.target_class] - logp[self.content_class])
-        notes = (notes_distance(chroma(y), self.reference) - self.notes_floor) / self.notes_unit
+        notes = (notes_distance(heard_pitch_classes(y), self.reference) - self.notes_floor) / self.notes_unit
         return {"truth_timbre": timbre_badness(log_odds), "truth_notes": float(notes), "truth_log_odds": log_odds,
                 "truth_artefacts_db": artefact_db(y), "truth_lsd_db": lsd_db(y, self.target_audio)}
 
@@ -116,12 +122,12 @@ def truth_reference(content_audio: np.ndarray, style_audio: np.ndarray, target_a
     target_class, content_class = _distinct_classes(model, target, resample(content_audio, rate))
     if score_notes is not None:
         shifted = [(p, s - offset_seconds, e - offset_seconds) for p, s, e in score_notes]
-        reference = pitch_class_roll(shifted, chroma(target).shape[1])
+        reference = score_pitch_classes(shifted, heard_pitch_classes(target).shape[1])
     else:
-        reference = chroma(target)
+        reference = heard_pitch_classes(target)
     trivial = trivial_audios(content_audio, style_audio, frames, config, target_audio)
-    oracle = notes_distance(chroma(resample(trivial["oracle"], rate)), reference)
-    style = notes_distance(chroma(resample(trivial["style copy"], rate)), reference)
+    oracle = notes_distance(heard_pitch_classes(resample(trivial["oracle"], rate)), reference)
+    style = notes_distance(heard_pitch_classes(resample(trivial["style copy"], rate)), reference)
     if style - oracle <= 1e-6:
         raise ConfigError("the style song's notes are as close to the target's as the target's own: the notes "
                           "measure has no unit on this pair")

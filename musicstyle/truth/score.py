@@ -70,4 +70,4 @@ def score_output(output: str | Path, content: str | Path, style: str | Path, tar
     return {"score": measures["truth_score"], **measures,
             "frontier": {name: {"truth_timbre": t, "truth_notes": n} for name, (t, n) in reference.frontier.items()},
             "griffin_lim_iters": griffin_lim_iters, "seed": seed, "sample_rate_hz": config.sample_rate_hz,
-            "notes_reference": "score" if notes is not None else "target chroma"}
+            "notes_reference": "score" if notes is not None else "target transcription"}
