@@ -101,7 +101,8 @@ def test_target_and_content_copy_are_the_fixed_points(tmp_path: Path, corpus: li
     content = load_clip(pair.content, CONFIG.sample_rate_hz, 0, CONFIG.clip_seconds)
     copy = truth_measures(through_griffin_lim(content, frames, CONFIG), pair, CONFIG, cache)
     assert copy["truth_timbre"] > 0.5 and copy["truth_notes"] < 0.5  # wrong instrument, right notes
-    assert copy["truth_score"] == pytest.approx(MARGIN_TOLERANCE)  # it is on the frontier: no margin at all
+    # on the frontier (no margin at all), and nearer the wrong instrument than the midpoint allows
+    assert copy["truth_score"] == pytest.approx(max(MARGIN_TOLERANCE, copy["truth_timbre"] - 0.5))
     assert len(cache) == 1 and reference_for(pair, CONFIG, cache) is reference
 
 
@@ -121,6 +122,20 @@ def test_an_output_nearer_a_wrong_answer_never_beats_the_frontier(timbre: float,
         assert margin <= 0  # the midpoints: nearer the wrong instrument or the wrong notes
     elif timbre < 0.4 and notes < 0.4:
         assert margin > 0
+
+
+def test_reference_from_the_sweeps_clips_reads_only_the_target(corpus: list[SongPair],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import musicstyle.truth.measures as measures
+
+    pair = corpus[1]
+    spectrograms = load_pair(pair.content, pair.style, CONFIG)
+    expected = reference_for(pair, CONFIG)
+    read: list[Path] = []
+    monkeypatch.setattr(measures, "load_clip", lambda path, *a: read.append(Path(path)) or load_clip(path, *a))
+    again = reference_for(pair, CONFIG, clips=(spectrograms.content_audio, spectrograms.style_audio))
+    assert read == [pair.target]
+    assert again.frontier == expected.frontier and np.array_equal(again.reference, expected.reference)
 
 
 def test_baselines_in_order_on_timbre(corpus: list[SongPair]) -> None:

@@ -134,7 +134,8 @@ def run_pair(pair: SongPair, index: int, config: TransferConfig, cache: PairCach
     if pair.target is not None:  # the corpus knows the right answer: distances to it (musicstyle.truth)
         from ..truth.measures import truth_measures
 
-        summary |= truth_measures(result.audio, pair, config, cache.truth)
+        clips = (spectrograms.content_audio, spectrograms.style_audio)  # as loaded: only the target is read
+        summary |= truth_measures(result.audio, pair, config, cache.truth, clips)
     row.update({k: summary.get(k) for k in PAIR_MEASURES}, status="ok", error="",
                runtime_seconds=time.perf_counter() - start, stop_reason=summary["stop_reason"],
                float64_fallback=summary["float64_fallback"], frames=int(spectrograms.content.shape[1]))

@@ -22,8 +22,8 @@ EQ matching (musicstyle.baselines). An output's margin over it is
 positive only when the output beats every trivial output by more than MARGIN_TOLERANCE on at least
 one axis; every trivial output has margin <= -MARGIN_TOLERANCE (against itself the max is 0). The
 tolerance is the measures' own noise seen by the sanity suite: a second Griffin-Lim of the same copy
-moves a point by a few hundredths. The min also runs over two MIDPOINTS, (0.5 + tolerance, 0) and
-(0, 0.5 + tolerance), which an output beats only with timbre < 0.5 and notes < 0.5: one nearer the wrong
+moves a point by a few hundredths. The min also runs over two MIDPOINTS, (0.5 + tolerance, -inf) and
+(-inf, 0.5 + tolerance), which an output beats only with timbre < 0.5 and notes < 0.5: one nearer the wrong
 instrument than the right one, or nearer a wrong piece than the right notes, transfers nothing, however
 the pair's own trivial outputs fall (a third piece in the target's key can sit at notes 0.7, nearer the
 target than the style song is). 0.5 is the line the sanity suite's see / ignore checks draw. The number a
@@ -32,6 +32,7 @@ sweep minimises is truth_score = -truth_margin: below 0 the output beats every t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ from .timbre import TimbreModel, load_timbre_model, resample, timbre_badness, ti
 
 TRUTH_COLUMNS = TRUTH_MEASURES
 MARGIN_TOLERANCE = 0.1  # on the unit axes: the sanity suite's noise (module docstring)
-MIDPOINTS = ((0.5 + MARGIN_TOLERANCE, 0.0), (0.0, 0.5 + MARGIN_TOLERANCE))  # (module docstring)
+MIDPOINTS = ((0.5 + MARGIN_TOLERANCE, -math.inf), (-math.inf, 0.5 + MARGIN_TOLERANCE))  # (module docstring)
 
 
 def through_griffin_lim(audio: np.ndarray, frames: int, config: TransferConfig) -> np.ndarray:
@@ -154,8 +155,12 @@ def _paths(pair: Any) -> tuple[Path, Path, Path, Path | None, float | None, floa
             pair.offset_seconds, pair.clip_seconds)
 
 
-def reference_for(pair: Any, config: TransferConfig, cache: dict | None = None) -> TruthReference:
-    """The pair's TruthReference for `config`, built once per (pair, audio and Griffin-Lim settings) in `cache`."""
+def reference_for(pair: Any, config: TransferConfig, cache: dict | None = None,
+                  clips: tuple[np.ndarray, np.ndarray] | None = None) -> TruthReference:
+    """The pair's TruthReference for `config`, built once per (pair, audio and Griffin-Lim settings) in `cache`.
+
+    `clips`: the content and style clips (samples,) as the caller already loaded them with these settings
+    (a sweep's PairSpectrograms), so that only the target is read from disk."""
     from ..data.rendered import read_score
 
     content, style, target, score, offset, clip = _paths(pair)
@@ -165,22 +170,25 @@ def reference_for(pair: Any, config: TransferConfig, cache: dict | None = None) 
            config.n_fft, config.hop, config.griffin_lim_iters, config.seed)
     if cache is not None and key in cache:
         return cache[key]
-    clips = [load_clip(p, config.sample_rate_hz, offset, clip) for p in (content, style, target)]
-    frames = min(1 + len(y) // config.hop for y in clips)
+    loaded = list(clips) if clips is not None else [load_clip(p, config.sample_rate_hz, offset, clip)
+                                                      for p in (content, style)]
+    audio = [*loaded, load_clip(target, config.sample_rate_hz, offset, clip)]
+    frames = min(1 + len(y) // config.hop for y in audio)
     if config.frames is not None:
         frames = min(frames, config.frames)
     notes = read_score(score) if score is not None else None
-    reference = truth_reference(*clips, frames, config, notes, offset or 0.0)
+    reference = truth_reference(*audio, frames, config, notes, offset or 0.0)
     if cache is not None:
         cache[key] = reference
     return reference
 
 
-def truth_measures(output_audio: np.ndarray, pair: Any, config: TransferConfig,
-                   cache: dict | None = None) -> dict[str, float]:
+def truth_measures(output_audio: np.ndarray, pair: Any, config: TransferConfig, cache: dict | None = None,
+                   clips: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float]:
     """Ground-truth measures of a transfer's audio (samples,) against its pair's target (TRUTH_COLUMNS).
 
     `pair` is a SongPair with a target or a (content, style, target[, score]) tuple of paths; `cache` (a dict
-    the caller keeps) holds each pair's reference so a sweep pays for its frontier once.
+    the caller keeps) holds each pair's reference so a sweep pays for its frontier once; `clips` as in
+    reference_for.
     """
-    return reference_for(pair, config, cache).measures(output_audio)
+    return reference_for(pair, config, cache, clips).measures(output_audio)
