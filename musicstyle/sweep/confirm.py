@@ -55,14 +55,17 @@ def start_worker(settings: SweepSettings, pairs: list[SongPair]) -> None:
 
 
 def run_one(run: dict[str, Any]) -> dict[str, Any]:
-    """One (trial, seed, pair) at full fidelity: the pair's row of measures (musicstyle.sweep.objective)."""
+    """One (trial, seed, pair) at full fidelity (or, with run["fidelity"] == "screen", at the sweep's own
+    fixed settings): the pair's row of measures (musicstyle.sweep.objective)."""
     settings: SweepSettings = _WORKER["settings"]
     params = {k: run[k] for k in settings.search if k in run and not _missing(run[k])}
-    config = settings.config_for(params, seed=run["seed"]).replace(**settings.confirm["fixed"])
+    fixed = settings.confirm["fixed"] if run.get("fidelity", "full") == "full" else {}
+    config = settings.config_for(params, seed=run["seed"]).replace(**fixed)
     outcome = run_pair(_WORKER["pairs"][run["pair"]], 0, config, _WORKER["cache"])
     row = {k: v for k, v in outcome.row.items() if k not in ("pair", "pair_index")}
     state = "ok" if row.pop("status") == "ok" else "failed"
-    return run | row | {"state": state, "reason": row.get("error", ""), "seconds": row.get("runtime_seconds", 0.0)}
+    return run | row | {"state": state, "reason": row.get("error", ""), "seconds": row.get("runtime_seconds", 0.0),
+                        "precision": config.precision, "filters": config.filters}
 
 
 def _missing(value: Any) -> bool:
