@@ -119,7 +119,7 @@ def cmd_truth(args: argparse.Namespace) -> int:
     paper_dir = args.paper_dir or os.environ.get("MUSICSTYLE_PAPER_SONGS")
     command = "python -m musicstyle " + (shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["truth"] else "truth")
     report = run_validation(args.out, quick=args.quick, paper_dir=paper_dir, seed=args.seed, command=command,
-                            report_only=args.report_only)
+                            report_only=args.report_only, workers=args.workers)
     print(f"wrote {report}")
     return 0
 
@@ -194,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     truth.add_argument("--seed", type=int, default=0, help="seed of the run design (default 0)")
     truth.add_argument("--report-only", action="store_true", help="write the report from runs.csv, running nothing")
     truth.add_argument("--paper-dir", help="the paper's songs, for their baselines (default: $MUSICSTYLE_PAPER_SONGS)")
+    truth.add_argument("--workers", type=int, default=1, help="transfers in this many processes (default 1)")
     truth.set_defaults(func=cmd_truth)
     add_truth_commands(truth)
     return parser

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -127,15 +128,28 @@ def run_one(run: dict[str, Any], data: PairData, base: TransferConfig) -> dict[s
                   "seconds": time.perf_counter() - start}
 
 
-def run_all(runs: list[dict[str, Any]], pairs: list[SongPair], base: TransferConfig, out_dir: Path) -> pd.DataFrame:
-    """Run what runs.csv lacks (musicstyle.campaign), writing it after every run; return every planned run's row."""
-    data = PairData(pairs)
+_WORKER: dict[str, PairData] = {}  # per process: the pairs' data, loaded once (start_worker)
 
-    def label(record: dict[str, Any]) -> str:
-        return (f"{record['state']} truth {record.get('truth_score', float('nan')):.3f} "
-                f"quality {record.get('quality_score', float('nan')):.3f}")
 
-    return campaign.run_all(runs, lambda run: run_one(run, data, base), out_dir / "runs.csv", label=label,
+def start_worker(pairs: list[SongPair]) -> None:
+    _WORKER["data"] = PairData(pairs)
+
+
+def run_in_worker(run: dict[str, Any], base: TransferConfig) -> dict[str, Any]:
+    return run_one(run, _WORKER["data"], base)
+
+
+def _label(record: dict[str, Any]) -> str:
+    return (f"{record['state']} truth {record.get('truth_score', float('nan')):.3f} "
+            f"quality {record.get('quality_score', float('nan')):.3f}")
+
+
+def run_all(runs: list[dict[str, Any]], pairs: list[SongPair], base: TransferConfig, out_dir: Path,
+            workers: int = 1) -> pd.DataFrame:
+    """Run what runs.csv lacks (musicstyle.campaign) in `workers` processes, writing it after every run; return
+    every planned run's row."""
+    return campaign.run_all(runs, partial(run_in_worker, base=base), out_dir / "runs.csv", workers,
+                            initializer=start_worker, initargs=(pairs,), label=_label,
                             kind=lambda run: f"{run['filters']} filters")
 
 

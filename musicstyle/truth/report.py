@@ -12,25 +12,10 @@ import numpy as np
 import pandas as pd
 
 from ..util.io import save_figure, write_csv, write_text
-from ..util.machine import cpu_model
 from .measures import TRUTH_COLUMNS
 
 FAIR = ("quality_score", "style_distance", "content_distance")
 TRACKS = 0.7  # the issue's bar: a score "tracks the truth" at Spearman rho >= 0.7 with truth_score
-
-
-def machine_line() -> str:
-    """CPU model, its relevant flags, threads and torch version."""
-    import torch
-
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        flags = next(line for line in lines if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        flags = []
-    wanted = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return (f"{cpu_model()} (flags: {', '.join(wanted) or 'none of avx2/avx512f/avx512_bf16/amx_bf16'}), "
-            f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
 
 
 def spearman_table(frame: pd.DataFrame) -> pd.DataFrame:

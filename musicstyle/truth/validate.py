@@ -16,17 +16,18 @@ from ..config import TransferConfig, make_config
 from ..data.corpus import rendered_pairs
 from ..data.rendered import INSTRUMENTS, load_manifest
 from ..util.io import earlier_runs, ensure_writable_folder, write_json
-from ..util.machine import code_version
+from ..util.machine import code_version, describe
 from .command import ACTIVATIONS, ALPHA_RANGE, BETA_RANGE, QUICK, Plan, all_baselines, plan_runs, run_all
-from .report import machine_line, write_report
+from .report import write_report
 
 
 def run_validation(out_dir: str | Path, quick: bool = False, paper_dir: str | None = None, seed: int = 0,
                    command: str = "python -m musicstyle truth", corpus_dir: str | None = None,
-                   report_only: bool = False) -> Path:
+                   report_only: bool = False, workers: int = 1) -> Path:
     """Run (or resume) the validation into `out_dir` and write report.md; returns its path.
 
-    `report_only` writes the report from the runs runs.csv already holds, running none.
+    `report_only` writes the report from the runs runs.csv already holds, running none; `workers`: transfers
+    run in this many processes (each with cores / workers torch threads).
     """
     import torch
 
@@ -52,7 +53,7 @@ def run_validation(out_dir: str | Path, quick: bool = False, paper_dir: str | No
     if report_only:
         frame = earlier_runs(out_dir)
     else:
-        frame = run_all(runs, pairs, base, out_dir)
+        frame = run_all(runs, pairs, base, out_dir, workers)
     phases["transfers (this invocation; earlier ones resumed from runs.csv)"] = time.perf_counter() - start
     phases["transfers (sum of every run's own time)"] = float(frame["seconds"].sum())
     timings = out_dir / "timings.json"  # every invocation's phases, so a resumed run keeps the first one's
@@ -61,7 +62,8 @@ def run_validation(out_dir: str | Path, quick: bool = False, paper_dir: str | No
     write_json(timings, history)
     programs = sorted({p for pr in manifest["pairs"] for p in (pr["content_program"], pr["style_program"])})
     meta = {
-        "command": command, "commit": code_version(), "machine": machine_line(), "precision": base.precision,
+        "command": command, "commit": code_version(), "precision": base.precision,
+        "machine": f"{describe()}; transfers in {workers} process(es)",
         "device": base.device if base.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"),
         "phases": history, "planned": len(runs), "pair_names": [p.name for p in pairs], "notes": notes,
         "ablation": f"{plan.ablation_filters} filters, {plan.ablation_iterations} iterations, pairs "
