@@ -71,7 +71,7 @@ def test_sanity_quick_suite(tmp_path: Path) -> None:
     assert main(["truth", "sanity", "--quick", "--out", str(tmp_path)]) == 0
     frame = pd.read_csv(tmp_path / "sanity-quick.csv")
     assert set(frame["pair"].str[0]) == {"r", "h"} and frame["case"].nunique() == 16
-    for measure in ("truth_timbre", "truth_notes"):  # each sees what it must and ignores the rest
+    for measure in ("truth_timbre", "truth_notes", "truth_score"):  # each sees what it must, ignores the rest
         required = frame[frame[f"{measure}_pass"].notna()]
         assert required[f"{measure}_pass"].astype(bool).mean() >= 0.9, measure
     by_case = frame.set_index(["pair", "case"])
