@@ -9,7 +9,7 @@ best 3 are in the screen's best 10 (the bar docs/sweep.md sets for a screen). Ru
 every run (musicstyle.campaign: resumable; --minutes stops cleanly).
 
     python benchmark/fidelity_check.py --trials 24 --pairs 3 --workers 2 --out results/fidelity-check
-    python benchmark/fidelity_check.py ... --set fixed.filters=inf      # another screen, same full fidelity
+    python benchmark/fidelity_check.py ... --screen filters=inf       # another screen, the same full runs
 """
 
 from __future__ import annotations
@@ -21,19 +21,23 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from musicstyle import campaign
 from musicstyle.measures import objective_measures
 from musicstyle.sweep.budget import resolve_sweep_precision
 from musicstyle.sweep.cli import build_parser, plan_from_args
 from musicstyle.sweep.confirm import run_one, start_worker
-from musicstyle.sweep.fidelity import KEEP, MIN_SETTINGS, TOP, agreement, plan_runs, rankings
+from musicstyle.sweep.fidelity import KEEP, MIN_SETTINGS, TOP, agreement, plan_runs, rankings, screen_name
 from musicstyle.util.io import write_text
 from musicstyle.util.machine import code_version, describe
 
 
-def report(out: Path, rows: pd.DataFrame, measure: str, screen: dict, full: dict, plan: Any, wall: float) -> str:
-    table = rankings(rows, measure)
+def report(out: Path, rows: pd.DataFrame, measure: str, name: str, screen: dict, full: dict, plan: Any,
+           wall: float) -> str:
+    """fidelity.md (or fidelity-<screen>.md for a screen with overrides) from the runs; its text."""
+    rows = rows[rows["fidelity"].isin([name, "full"])]
+    table = rankings(rows, measure, name)
     if len(table) < 2:
         return f"{len(table)} setting(s) finished at both fidelities: rerun the same command to resume"
     a = agreement(table)
@@ -61,7 +65,8 @@ def report(out: Path, rows: pd.DataFrame, measure: str, screen: dict, full: dict
         f"| log10(beta / alpha) alone (reference) | {a['trend rho']:+.3f} | {a['trend rho best']:+.3f} |", "",
         "Per setting (best at full fidelity first):", "",
         table.reset_index().to_markdown(index=False, floatfmt=".3f"), ""]
-    write_text(out / "fidelity.md", "\n".join(lines))
+    slug = "".join(c if c.isalnum() else "-" for c in name[len("screen"):]).strip("-")
+    write_text(out / (f"fidelity-{slug}.md" if slug else "fidelity.md"), "\n".join(lines))
     return "\n".join(lines)
 
 
@@ -69,6 +74,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/default.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config overrides (the screen)")
+    parser.add_argument("--screen", action="append", default=[], metavar="KEY=VALUE",
+                        help="a run setting for the screen runs only, over the config's fixed ones (repeat); "
+                             "full-fidelity runs in the same --out are shared between screens")
     parser.add_argument("--trials", type=int, default=24, help="settings drawn (>= 24 for the bar)")
     parser.add_argument("--pairs", type=int, default=3, help="the first P pairs of the config's corpus")
     parser.add_argument("--workers", type=int, default=1)
@@ -82,15 +90,20 @@ def main() -> int:
     resolve_sweep_precision(plan.settings)
     plan.pairs = plan.pairs[: args.pairs]
     measure = objective_measures(plan.objective)[0]
-    base = plan.settings.base_config().to_dict()
-    screen = {k: base[k] for k in plan.settings.confirm["fixed"]}
-    runs = plan_runs(plan.settings, plan.pairs, args.trials, plan.seed)
+    overrides = {}
+    for item in args.screen:
+        key, _, value = item.partition("=")
+        overrides[key.strip()] = yaml.safe_load(value)
+    base = plan.settings.base_config().replace(**overrides).to_dict()  # checked before any run
+    screen = {k: base[k] for k in [*plan.settings.confirm["fixed"], *overrides]}
+    runs = plan_runs(plan.settings, plan.pairs, args.trials, plan.seed, overrides)
     start = time.perf_counter()
     rows = campaign.run_all(runs, run_one, out / "runs.csv", args.workers, args.minutes,
                             initializer=start_worker, initargs=(plan.settings, plan.pairs),
                             label=lambda r: f"{r['state']} {measure} {r.get(measure, float('nan'))}",
                             kind=lambda r: f"{r['fidelity']} {r.get('filters')} filters")
-    print(report(out, rows, measure, screen, plan.settings.confirm["fixed"], plan, time.perf_counter() - start))
+    name = screen_name(overrides)
+    print(report(out, rows, measure, name, screen, plan.settings.confirm["fixed"], plan, time.perf_counter() - start))
     return 0
 
 

@@ -55,11 +55,13 @@ def start_worker(settings: SweepSettings, pairs: list[SongPair]) -> None:
 
 
 def run_one(run: dict[str, Any]) -> dict[str, Any]:
-    """One (trial, seed, pair) at full fidelity (or, with run["fidelity"] == "screen", at the sweep's own
-    fixed settings): the pair's row of measures (musicstyle.sweep.objective)."""
+    """One (trial, seed, pair) at full fidelity, or, for a run whose "fidelity" is not "full", at the sweep's
+    fixed settings with the run's "overrides" (a screen: musicstyle.sweep.fidelity); the pair's row of
+    measures (musicstyle.sweep.objective)."""
     settings: SweepSettings = _WORKER["settings"]
     params = {k: run[k] for k in settings.search if k in run and not _missing(run[k])}
-    fixed = settings.confirm["fixed"] if run.get("fidelity", "full") == "full" else {}
+    full = run.get("fidelity", "full") == "full"
+    fixed = settings.confirm["fixed"] if full else run.get("overrides") or {}
     config = settings.config_for(params, seed=run["seed"]).replace(**fixed)
     outcome = run_pair(_WORKER["pairs"][run["pair"]], 0, config, _WORKER["cache"])
     row = {k: v for k, v in outcome.row.items() if k not in ("pair", "pair_index")}

@@ -25,8 +25,16 @@ KEEP = 3
 MIN_SETTINGS = 24  # fewer, and the best TOP are too large a share of them for the bar to mean much
 
 
-def plan_runs(settings: Any, pairs: list[Any], trials: int, seed: int) -> list[dict[str, Any]]:
-    """One run per (setting, fidelity, seed, pair); the settings drawn by a seeded QMC sampler."""
+def screen_name(overrides: dict[str, Any]) -> str:
+    """'screen' for the sweep's own fixed settings, else 'screen[filters=inf,iterations=100]'."""
+    return "screen" + (f"[{','.join(f'{k}={v}' for k, v in sorted(overrides.items()))}]" if overrides else "")
+
+
+def plan_runs(settings: Any, pairs: list[Any], trials: int, seed: int,
+              screen: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One run per (setting, fidelity, seed, pair); the settings drawn by a seeded QMC sampler. `screen`:
+    run settings over the sweep's fixed ones for the screen runs only (a run's `overrides`); its name is
+    the runs' fidelity, so that checks of several screens in one folder share their full-fidelity runs."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # QMC: stable enough to draw points
         sampler = optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
@@ -34,20 +42,23 @@ def plan_runs(settings: Any, pairs: list[Any], trials: int, seed: int) -> list[d
     runs = []
     for number in range(trials):
         params = suggest_params(study.ask(), settings)
-        seeds = {"screen": [seed], "full": [seed + k for k in range(settings.confirm["seeds"])]}
+        seeds = {screen_name(screen or {}): [seed], "full": [seed + k for k in range(settings.confirm["seeds"])]}
         for fidelity, fidelity_seeds in seeds.items():
+            overrides = dict(screen or {}) if fidelity != "full" else {}
             for run_seed in fidelity_seeds:
                 for pair in pairs:
                     runs.append({"run_id": f"setting{number}|{fidelity}|seed{run_seed}|{pair.name}",
                                  "trial": number, "fidelity": fidelity, "seed": run_seed, "pair": pair.name,
-                                 "rank_in_screen": 0, "screen_value": math.nan, **params})
+                                 "overrides": overrides, "rank_in_screen": 0, "screen_value": math.nan, **params})
     return runs
 
 
-def rankings(rows: pd.DataFrame, measure: str) -> pd.DataFrame:
-    """Per setting: its mean `measure` at each fidelity (over pairs and seeds) and log10(beta / alpha)."""
-    ok = rows[rows["state"] == "ok"]
+def rankings(rows: pd.DataFrame, measure: str, screen: str = "screen") -> pd.DataFrame:
+    """Per setting: its mean `measure` at full fidelity and at the screen named `screen` (as column "screen"),
+    over pairs and seeds, and log10(beta / alpha)."""
+    ok = rows[(rows["state"] == "ok") & rows["fidelity"].isin([screen, "full"])]
     means = ok.pivot_table(index="trial", columns="fidelity", values=measure, aggfunc="mean")
+    means = means.rename(columns={screen: "screen"})
     first = ok.groupby("trial").first()
     means["log10 beta/alpha"] = (first["beta"] / first["alpha"]).map(math.log10)
     means.index = means.index.astype(int)
