@@ -60,11 +60,12 @@ def through_griffin_lim(audio: np.ndarray, frames: int, config: TransferConfig) 
     return griffin_lim(magnitude, config.n_fft, config.hop, config.griffin_lim_iters, config.seed)
 
 
-def frontier_margin(point: tuple[float, float], frontier: list[tuple[float, float]]) -> float:
+def frontier_margin(point: tuple[float, float], frontier: list[tuple[float, float]], midpoints: bool = True) -> float:
     """min over the frontier's points and the two MIDPOINTS b of max(b_timbre - timbre, b_notes - notes),
-    less MARGIN_TOLERANCE."""
+    less MARGIN_TOLERANCE; `midpoints=False`: over the trivial outputs alone (a sensitivity check)."""
     timbre, notes = point
-    return float(min(max(bt - timbre, bn - notes) for bt, bn in [*frontier, *MIDPOINTS])) - MARGIN_TOLERANCE
+    points = [*frontier, *MIDPOINTS] if midpoints else list(frontier)
+    return float(min(max(bt - timbre, bn - notes) for bt, bn in points)) - MARGIN_TOLERANCE
 
 
 @dataclass

@@ -15,6 +15,7 @@ from scipy.stats import binom
 
 from ..util.io import earlier_runs, write_csv, write_text
 from ..util.machine import code_version, describe
+from .measures import frontier_margin
 from .verdict import ARMS, QUICK, VerdictPlan, baselines, decision_rule, prepare, rescore, run_all, sign_test_threshold
 
 COLUMNS = {"truth_lsd_db": "LSD (dB)", "truth_log_odds": "timbre log-odds", "truth_timbre": "timbre",
@@ -26,14 +27,18 @@ def arm_table(runs: pd.DataFrame, base: pd.DataFrame, pairs: int) -> pd.DataFram
     rows = []
     for name, part in base.groupby("baseline", sort=False):
         rows.append({"output": name, "budget": "", **{v: part[k].mean() for k, v in COLUMNS.items()},
-                     "pairs": len(part), "beats frontier": "", "sign-test p": ""})
+                     "pairs": len(part), "beats frontier": "", "sign-test p": "", "beats trivial outputs alone": ""})
+    trivial = base[base["baseline"] != "oracle"]
+    points = {pair: list(zip(part["truth_timbre"], part["truth_notes"])) for pair, part in trivial.groupby("pair")}
     ok = runs[runs["state"] == "ok"] if "state" in runs else runs
     for (budget, arm), part in ok.groupby(["budget", "arm"], sort=False):
         wins = int((part["truth_score"] < 0).sum())
+        alone = sum(frontier_margin((t, n), points[pair], midpoints=False) > 0
+                    for t, n, pair in zip(part["truth_timbre"], part["truth_notes"], part["pair"]))
         rows.append({"output": arm, "budget": budget, **{v: part[k].mean() for k, v in COLUMNS.items()},
                      "pairs": len(part), "beats frontier": f"{wins}/{len(part)}",
                      "sign-test p": f"{binom.sf(wins - 1, len(part), 0.5):.4f}" if len(part) == pairs else
-                     "(incomplete)"})
+                     "(incomplete)", "beats trivial outputs alone": f"{alone}/{len(part)}"})
     return pd.DataFrame(rows)
 
 
@@ -129,7 +134,11 @@ def run_verdict(out_dir: str | Path, quick: bool = False, minutes: float | None 
         "against the content's: log-odds, higher is better; `timbre` = sigmoid(-log-odds), 0 is the target's "
         "instrument), notes (0 the target's, 1 as far as the style song), artefacts (noise floor, dB below the "
         "frames' peaks, lower is cleaner), score (minus the margin over the trivial frontier; below 0 beats every "
-        "trivial output).", "",
+        "trivial output). `beats trivial outputs alone`: the pairs on which the arm beats every trivial output by "
+        "the tolerance without the score's midpoints (timbre and notes below 0.5; docs/truth.md), a check of how "
+        "much the verdict rests on them. The rule above was fixed before the first run; the measures were revised "
+        "after it when they failed their sanity suite (results/truth/sanity.md), and `--rescore` measured every "
+        "saved output again: phases.csv lists each invocation with its code version.", "",
         table.to_markdown(index=False, floatfmt=".3f"), ""]
     report = out_dir / "verdict.md"
     write_text(report, "\n".join(lines))
