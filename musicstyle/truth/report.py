@@ -177,7 +177,8 @@ def write_report(out_dir: Path, runs: pd.DataFrame, baselines: pd.DataFrame, met
         f"run: {meta['fixed']}; the rest are TransferConfig's defaults (L-BFGS, kernel width 11, gain sqrt(2)).", "",
         "Measures (docs/truth.md has the formulas; each passes its sanity suite, sanity.md): `truth_timbre` (the "
         "timbre model's odds of the target's instrument against the content's: 0 the target's, 1 the content's), "
-        "`truth_notes` (constant-Q chroma against the score: 0 the target's notes, 1 as far as the style song), "
+        "`truth_notes` (the pitch classes Basic Pitch hears, against the score: 0 the target's notes, 1 as far as "
+        "the style song), "
         "`truth_score` (minus the margin over the pair's trivial frontier: below 0 beats every trivial output). "
         "All lower is better; `truth_lsd_db` and `truth_artefacts_db` are reported beside them.", "",
         "## Baselines", "",
