@@ -58,12 +58,13 @@ def run_validation(out_dir: str | Path, quick: bool = False, paper_dir: str | No
     phases["transfers (sum of every run's own time)"] = float(frame["seconds"].sum())
     timings = out_dir / "timings.json"  # every invocation's phases, so a resumed run keeps the first one's
     history = json.loads(timings.read_text()) if timings.exists() else []
-    history.append({k: round(v, 1) for k, v in phases.items()})
+    ran = {} if report_only else {"transfer processes": workers}
+    history.append({k: round(v, 1) for k, v in phases.items()} | ran)
     write_json(timings, history)
     programs = sorted({p for pr in manifest["pairs"] for p in (pr["content_program"], pr["style_program"])})
     meta = {
         "command": command, "commit": code_version(), "precision": base.precision,
-        "machine": f"{describe()}; transfers in {workers} process(es)",
+        "machine": describe() + ("" if report_only else f"; transfers in {workers} process(es)"),
         "device": base.device if base.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"),
         "phases": history, "planned": len(runs), "pair_names": [p.name for p in pairs], "notes": notes,
         "ablation": f"{plan.ablation_filters} filters, {plan.ablation_iterations} iterations, pairs "
