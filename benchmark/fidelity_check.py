@@ -34,7 +34,7 @@ from musicstyle.util.machine import code_version, describe
 
 
 def report(out: Path, rows: pd.DataFrame, measure: str, name: str, screen: dict, full: dict, plan: Any,
-           wall: float) -> str:
+           wall: float, planned: int) -> str:
     """fidelity.md (or fidelity-<screen>.md for a screen with overrides) from the runs; its text."""
     rows = rows[rows["fidelity"].isin([name, "full"])]
     table = rankings(rows, measure, name)
@@ -49,6 +49,8 @@ def report(out: Path, rows: pd.DataFrame, measure: str, name: str, screen: dict,
                   if a["settings"] < MIN_SETTINGS else ""))
     lines = [
         f"# Fidelity check: the screen against full fidelity ({a['settings']} settings)", "",
+        *([f"**Incomplete: {a['settings']} of {planned} settings have finished at both fidelities**; the same "
+           "command resumes. The figures below are on those alone.", ""] if a["settings"] < planned else []),
         f"Command: `python benchmark/fidelity_check.py {' '.join(sys.argv[1:])}`; code {code_version()}; "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; this invocation {wall / 60:.1f} min.", "",
         f"Machine: {describe()}. Precision used: {precision}.", "",
@@ -103,7 +105,8 @@ def main() -> int:
                             label=lambda r: f"{r['state']} {measure} {r.get(measure, float('nan'))}",
                             kind=lambda r: f"{r['fidelity']} {r.get('filters')} filters")
     name = screen_name(overrides)
-    print(report(out, rows, measure, name, screen, plan.settings.confirm["fixed"], plan, time.perf_counter() - start))
+    print(report(out, rows, measure, name, screen, plan.settings.confirm["fixed"], plan, time.perf_counter() - start,
+                 args.trials))
     return 0
 
 
