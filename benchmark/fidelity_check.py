@@ -84,6 +84,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--minutes", type=float, default=None, help="stop cleanly after this long; resume later")
     parser.add_argument("--out", default="results/fidelity-check")
+    parser.add_argument("--report-only", action="store_true", help="write the report from runs.csv, running nothing")
     args = parser.parse_args()
     out = Path(args.out)
     sweep_args = ["--config", args.config, "--study", out.name, "--results", str(out.parent),
@@ -100,10 +101,13 @@ def main() -> int:
     screen = {k: base[k] for k in [*plan.settings.confirm["fixed"], *overrides]}
     runs = plan_runs(plan.settings, plan.pairs, args.trials, plan.seed, overrides)
     start = time.perf_counter()
-    rows = campaign.run_all(runs, run_one, out / "runs.csv", args.workers, args.minutes,
-                            initializer=start_worker, initargs=(plan.settings, plan.pairs),
-                            label=lambda r: f"{r['state']} {measure} {r.get(measure, float('nan'))}",
-                            kind=lambda r: f"{r['fidelity']} {r.get('filters')} filters")
+    if args.report_only:
+        rows = pd.DataFrame(campaign.finished_records(out / "runs.csv"))
+    else:
+        rows = campaign.run_all(runs, run_one, out / "runs.csv", args.workers, args.minutes,
+                                initializer=start_worker, initargs=(plan.settings, plan.pairs),
+                                label=lambda r: f"{r['state']} {measure} {r.get(measure, float('nan'))}",
+                                kind=lambda r: f"{r['fidelity']} {r.get('filters')} filters")
     name = screen_name(overrides)
     print(report(out, rows, measure, name, screen, plan.settings.confirm["fixed"], plan, time.perf_counter() - start,
                  args.trials))
