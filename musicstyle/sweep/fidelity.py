@@ -10,6 +10,7 @@ Runs go through musicstyle.sweep.confirm.run_one (a "fidelity" of "screen" or "f
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from typing import Any
@@ -32,22 +33,23 @@ def screen_name(overrides: dict[str, Any]) -> str:
 
 def plan_runs(settings: Any, pairs: list[Any], trials: int, seed: int,
               screen: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """One run per (setting, fidelity, seed, pair); the settings drawn by a seeded QMC sampler. `screen`:
+    """One run per (setting, fidelity, seed, pair); the settings drawn by a seeded, scrambled QMC sampler. `screen`:
     run settings over the sweep's fixed ones for the screen runs only (a run's `overrides`); its name is
     the runs' fidelity, so that checks of several screens in one folder share their full-fidelity runs."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # QMC: stable enough to draw points
-        sampler = optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+        sampler = optuna.samplers.QMCSampler(scramble=True, seed=seed, warn_independent_sampling=False)
     study = optuna.create_study(sampler=sampler)
     runs = []
     for number in range(trials):
         params = suggest_params(study.ask(), settings)
+        tag = hashlib.sha1(repr(sorted(params.items())).encode()).hexdigest()[:8]  # a changed draw is a new run
         seeds = {screen_name(screen or {}): [seed], "full": [seed + k for k in range(settings.confirm["seeds"])]}
         for fidelity, fidelity_seeds in seeds.items():
             overrides = dict(screen or {}) if fidelity != "full" else {}
             for run_seed in fidelity_seeds:
                 for pair in pairs:
-                    runs.append({"run_id": f"setting{number}|{fidelity}|seed{run_seed}|{pair.name}",
+                    runs.append({"run_id": f"setting{number}-{tag}|{fidelity}|seed{run_seed}|{pair.name}",
                                  "trial": number, "fidelity": fidelity, "seed": run_seed, "pair": pair.name,
                                  "overrides": overrides, "rank_in_screen": 0, "screen_value": math.nan, **params})
     return runs
