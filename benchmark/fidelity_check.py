@@ -66,7 +66,7 @@ def report(out: Path, rows: pd.DataFrame, measure: str, name: str, screen: dict,
         f"| the screen | {a['rho']:+.3f} | {a['rho best']:+.3f} |",
         f"| log10(beta / alpha) alone (reference) | {a['trend rho']:+.3f} | {a['trend rho best']:+.3f} |", "",
         "Per setting (best at full fidelity first):", "",
-        table.reset_index().to_markdown(index=False, floatfmt=".3f"), ""]
+        table.reset_index().astype({"trial": str}).to_markdown(index=False, floatfmt=".3f"), ""]
     slug = "".join(c if c.isalnum() else "-" for c in name[len("screen"):]).strip("-")
     write_text(out / (f"fidelity-{slug}.md" if slug else "fidelity.md"), "\n".join(lines))
     return "\n".join(lines)
