@@ -51,7 +51,7 @@ def plan_runs(settings: Any, pairs: list[Any], trials: int, seed: int,
                 for pair in pairs:
                     runs.append({"run_id": f"setting{number}-{tag}|{fidelity}|seed{run_seed}|{pair.name}",
                                  "trial": number, "fidelity": fidelity, "seed": run_seed, "pair": pair.name,
-                                 "overrides": overrides, "rank_in_screen": 0, "screen_value": math.nan, **params})
+                                 "overrides": overrides, **params})
     return runs
 
 

@@ -48,6 +48,7 @@ from ..errors import ConfigError
 from ..measures import TRUTH_MEASURES
 from .notes import artefact_db, heard_pitch_classes, lsd_db, notes_distance, score_pitch_classes
 from .timbre import TimbreModel, load_timbre_model, resample, timbre_badness, timbre_features
+from .transcribe import frame_count
 
 TRUTH_COLUMNS = TRUTH_MEASURES
 MARGIN_TOLERANCE = 0.1  # on the unit axes: the sanity suite's noise (module docstring)
@@ -124,7 +125,7 @@ def truth_reference(content_audio: np.ndarray, style_audio: np.ndarray, target_a
     target_class, content_class = _distinct_classes(model, target, resample(content_audio, rate))
     if score_notes is not None:
         shifted = [(p, s - offset_seconds, e - offset_seconds) for p, s, e in score_notes]
-        reference = score_pitch_classes(shifted, heard_pitch_classes(target).shape[1])
+        reference = score_pitch_classes(shifted, frame_count(len(target)))  # the grid the outputs are heard on
     else:
         reference = heard_pitch_classes(target)
     trivial = trivial_audios(content_audio, style_audio, frames, config, target_audio)

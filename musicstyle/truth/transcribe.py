@@ -28,6 +28,11 @@ _OVERLAP_FRAMES = 30
 _MODEL = Path(__file__).with_name("basic_pitch") / "nmp.onnx"
 
 
+def frame_count(samples: int) -> int:
+    """Frames note_activations gives for `samples` samples at RATE_HZ."""
+    return samples * FRAMES_PER_SECOND // RATE_HZ
+
+
 @cache
 def _session():
     import onnxruntime as ort
@@ -50,7 +55,7 @@ def note_activations(audio: np.ndarray) -> np.ndarray:
     note = session.run(["StatefulPartitionedCall:1"], {"serving_default_input_2:0": windows})[0]
     half = _OVERLAP_FRAMES // 2
     note = note[:, half:-half, :].reshape(-1, KEYS)
-    return note[: len(audio) * FRAMES_PER_SECOND // RATE_HZ].T.astype(np.float64)
+    return note[: frame_count(len(audio))].T.astype(np.float64)
 
 
 def piano_roll(notes: list[tuple[int, float, float]], frames: int) -> np.ndarray:
