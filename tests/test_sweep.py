@@ -141,7 +141,8 @@ def test_sqlite_storage_url(tmp_path, corpus):
 def test_confirmation_reruns_the_best_distinct_settings_at_full_fidelity_and_leads_the_report(tmp_path, corpus,
                                                                                            capsys):
     config = tiny_config(tmp_path, corpus)
-    full = ["--set", "confirm.trials=2", "--set", "confirm.seeds=2", "--set", "confirm.fixed.clip_seconds=null",
+    full = ["--set", "confirm.enabled=true", "--set", "confirm.promote=0.34",  # 0.34 x 6 trials: the best 2
+            "--set", "confirm.seeds=2", "--set", "confirm.fixed.clip_seconds=null",
             "--set", "confirm.fixed.iterations=8", "--set", "confirm.fixed.griffin_lim_iters=8",
             "--set", "confirm.fixed.frames=null"]
     results = tmp_path / "results"
@@ -172,6 +173,8 @@ BAD = [
     (["--storage", "postgresql://user:secret@127.0.0.1:1/db"], "cannot open storage"),
     (["--storage", "nosuch://x"], "unsupported storage URL"),
     (["--set", "confirm.seeds=0"], "confirm.seeds must be >= 1"),
+    (["--set", "confirm.promote=0"], "confirm.promote (the share of trials promoted to full fidelity) must be"),
+    (["--set", "confirm.promote=1.5"], "between 0 and 1, exclusive, got 1.5"),
     (["--set", "confirm.fixed.iterations=2"], "the screen's iterations (5) is larger than the full fidelity's"),
     (["--set", "confirm.fixed.frames=10"], "the screen's frames (63) is larger than the full fidelity's"),
 ]

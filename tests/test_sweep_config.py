@@ -159,10 +159,10 @@ def test_default_yaml_states_the_study_defaults():
 
 
 def test_default_yaml_states_the_confirmation_defaults():
-    """configs/default.yaml spells out the confirm section, equal to the code's defaults (sweep/config.py)."""
+    """configs/default.yaml spells out the confirm section: the code's defaults (sweep/config.py), switched on."""
     import yaml
 
     from musicstyle.sweep.config import CONFIRM_DEFAULTS
 
     written = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "default.yaml").read_text())["confirm"]
-    assert written == CONFIRM_DEFAULTS
+    assert written == CONFIRM_DEFAULTS | {"enabled": True}

@@ -16,6 +16,7 @@ with a `confirm` section is timed again at the full fidelity for the confirmatio
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from ..engine.spectrogram import magnitude_from_log
 from ..engine.transfer import load_pair, resolve_device
 from ..util.machine import describe
 from ..util.progress import format_duration
-from .config import SweepSettings
+from .config import SweepSettings, promoted
 from .objective import pair_config
 from .plan import SweepPlan
 
@@ -55,6 +56,8 @@ def resolve_sweep_precision(settings: SweepSettings) -> tuple[str, str]:
     precision, why = resolve_precision(base.precision, resolve_device(base.device))
     if "precision" in settings.search:
         return "searched", "precision is a searched setting"
+    if math.isinf(base.filters) and "filters" not in settings.search and precision == "bf16":
+        precision, why = "fp32", "the infinite-filter limit (filters inf) runs in float32 (its products are frames x frames)"
     settings.fixed["precision"] = precision
     return precision, why
 
@@ -209,7 +212,7 @@ def measure(plan: SweepPlan, precision: str, reason: str, trials_left: int) -> P
     per_run, parts, frames = time_pair_runs(plan, base, filters, threads)
     pairs = len(plan.pairs)
     confirmation: dict[int, float] = {}
-    runs = settings.confirm["trials"] * settings.confirm["seeds"] * pairs
+    runs = promoted(settings.confirm, plan.trials) * settings.confirm["seeds"] * pairs
     if runs:
         full = base.replace(**settings.confirm["fixed"])
         full_run, full_parts, _ = time_pair_runs(plan, full, filters, threads)

@@ -18,7 +18,7 @@ from ..util.io import ensure_writable_folder
 from ..util.machine import limit_threads
 from ..util.names import check_name
 from .budget import measure, record, resolve_sweep_precision
-from .config import load_settings
+from .config import load_settings, promoted
 from .confirm import confirm
 from .plan import SweepPlan, loss_objective_warning
 from .quarantine import TooManyQuarantined, recorded_before, stop_if_too_many
@@ -136,8 +136,8 @@ def sweep(args: argparse.Namespace) -> int:
                          plan.settings.study["storage_retry_seconds"], "reading the study after the workers")
             except TooManyQuarantined as err:
                 stopped = err
-    if plan.settings.confirm["trials"] and status == 0 and stopped is None and not args.report_only:
-        print(f"confirming the best {plan.settings.confirm['trials']} setting(s) at full fidelity "
+    if plan.settings.confirm["enabled"] and status == 0 and stopped is None and not args.report_only:
+        print(f"confirming the best {promoted(plan.settings.confirm, plan.trials)} setting(s) at full fidelity "
               f"({plan.settings.confirm['seeds']} seed(s) x {len(plan.pairs)} pairs; results/<study>/confirm.csv)",
               file=sys.stderr, flush=True)
         confirm(study, plan)

@@ -32,7 +32,8 @@ STUDY_DEFAULTS: dict[str, Any] = {
     "storage_retry_seconds": 300,  # how long a worker waits for an unreachable database before it stops
 }
 CONFIRM_DEFAULTS: dict[str, Any] = {  # the best trials again at full fidelity (sweep/confirm.py)
-    "trials": 0,  # distinct best settings re-run after the trials; 0: none
+    "enabled": False,  # re-run the screen's best settings at full fidelity after the trials
+    "promote": 0.015,  # the share of the study's trials promoted (at least 1): 3 of 200
     "seeds": 2,  # seeds per confirmed setting: study.seed, +1, ...
     "fixed": {"offset_seconds": 0.0, "clip_seconds": None, "frames": 430, "iterations": 300,
               "griffin_lim_iters": 500},  # full fidelity: the base paper's budget, over the sweep's fixed settings
@@ -167,13 +168,18 @@ def _frames(config: TransferConfig) -> int | None:
 
 
 def parse_confirm(data: Any, fixed: dict[str, Any], source: str) -> dict[str, Any]:
-    """The `confirm` section: trials >= 0, seeds >= 1, and full-fidelity settings no smaller than the screen's."""
-    confirm = _section(data, "confirm", CONFIRM_DEFAULTS, source, " (trials, seeds, fixed)")
+    """The `confirm` section: enabled, promote in (0, 1), seeds >= 1, and full-fidelity settings no smaller
+    than the screen's."""
+    confirm = _section(data, "confirm", CONFIRM_DEFAULTS, source, " (enabled, promote, seeds, fixed)")
     data = data or {}
-    for key, least in (("trials", 0), ("seeds", 1)):
-        confirm[key] = number(confirm[key], f"{source}: confirm.{key}", integer=True)
-        if confirm[key] < least:
-            raise ConfigError(f"{source}: confirm.{key} must be >= {least}, got {confirm[key]}")
+    confirm["enabled"] = flag(confirm["enabled"], f"{source}: confirm.enabled")
+    confirm["promote"] = number(confirm["promote"], f"{source}: confirm.promote")
+    if not 0 < confirm["promote"] < 1:
+        raise ConfigError(f"{source}: confirm.promote (the share of trials promoted to full fidelity) must be "
+                          f"between 0 and 1, exclusive, got {confirm['promote']}")
+    confirm["seeds"] = number(confirm["seeds"], f"{source}: confirm.seeds", integer=True)
+    if confirm["seeds"] < 1:
+        raise ConfigError(f"{source}: confirm.seeds must be >= 1, got {confirm['seeds']}")
     full_fixed = parse_fixed(CONFIRM_DEFAULTS["fixed"] | (data.get("fixed") or {}), f"{source} (confirm)")
     full_fixed = CONFIRM_DEFAULTS["fixed"] | {k: full_fixed.get(k) for k in (data.get("fixed") or {})}
     screen, full = make_config(fixed), make_config(fixed | full_fixed)
@@ -183,6 +189,11 @@ def parse_confirm(data: Any, fixed: dict[str, Any], source: str) -> dict[str, An
             raise ConfigError(f"{source}: the screen's {key} ({low}) is larger than the full fidelity's "
                               f"(confirm.fixed.{key} = {high})")
     return confirm | {"fixed": full_fixed}
+
+
+def promoted(confirm: dict[str, Any], trials: int) -> int:
+    """How many distinct best settings the confirmation re-runs after `trials` trials; 0 when it is off."""
+    return max(1, round(confirm["promote"] * trials)) if confirm["enabled"] else 0
 
 
 def parse_dimension(name: str, spec: Any, fixed: dict[str, Any], source: str) -> Dimension | None:

@@ -2,7 +2,8 @@
 
 The trials of a sweep are a screen (short clips, few iterations, Griffin-Lim at a few dozen iterations);
 a setting is worth reporting only if it is still best at full fidelity. After the trials, the sweep's
-`confirm` section (sweep/config.py) re-runs the `trials` best distinct settings on every pair with
+`confirm` section (sweep/config.py) re-runs the best distinct settings (the `promote` share of the study's
+trials, at least one) on every pair with
 `seeds` seeds (study.seed, +1, ...) at its `fixed` settings over the sweep's (by default 430 frames,
 300 L-BFGS iterations, Griffin-Lim 500), each with the trial's own filter count. Rows go to
 `confirm.csv` after every run (musicstyle.campaign: resumable, in the sweep's worker count), and the
@@ -21,7 +22,7 @@ import pandas as pd
 from .. import campaign
 from ..data.corpus import SongPair
 from ..measures import objective_measures
-from .config import SweepSettings
+from .config import SweepSettings, promoted
 from .objective import PairCache, run_pair
 from .plan import SweepPlan
 from .trials import top_trials
@@ -31,12 +32,13 @@ _WORKER: dict[str, Any] = {}  # per process: the settings, pairs by name and the
 
 
 def plan_confirmation(study: optuna.Study, plan: SweepPlan) -> list[dict[str, Any]]:
-    """One run per (confirmed trial, seed, pair), best trial first; empty when `confirm.trials` is 0."""
+    """One run per (confirmed trial, seed, pair), best trial first; empty when the confirmation is off."""
     confirm = plan.settings.confirm
+    count = promoted(confirm, plan.trials)
     runs = []
     seen: list[dict[str, Any]] = []
     for trial in top_trials(study, len(study.trials)):
-        if len(seen) == confirm["trials"]:
+        if len(seen) == count:
             break
         if dict(trial.params) in seen:
             continue
@@ -112,7 +114,9 @@ def confirm_markdown(folder: Path, settings: SweepSettings, objective: str) -> l
     table = ranking(rows, measure)
     fixed = ", ".join(f"{k}={v}" for k, v in settings.confirm["fixed"].items())
     lines = ["## Best at full fidelity", "",
-             f"The screen's best {settings.confirm['trials']} distinct settings re-run on every pair with "
+             f"The screen's best {promoted(settings.confirm, settings.study['trials'])} distinct settings "
+             f"(confirm.promote {settings.confirm['promote']:g} of {settings.study['trials']} trials) re-run on every "
+             "pair with "
              f"{settings.confirm['seeds']} seed(s) at {fixed} (each with its own filter count): `{CSV}`."]
     if not len(table):
         return [*lines, "", "No confirmation run finished yet (rerun the same command to resume).", ""]
