@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 
@@ -103,12 +104,23 @@ def test_projection_line_names_precision_seconds_and_wall_time():
     line = with_truth.line()
     assert "+ truth measures (each pair's frontier once per worker)" in line
     assert line.endswith("; then the confirmation at full fidelity, 30 pair-runs: 10 min-50 min "
-                         "(all at the smallest / the largest filter count)"), line
+                         "(all at the smallest / the largest filter count); in all about 2.0 h"), line
+    assert with_truth.total_seconds == pytest.approx(with_truth.wall_seconds + 1800.0)
+    limit = Projection("fp32", "the infinite-filter limit", {math.inf: 30.0}, pairs=5, iterations=50, frames=430,
+                       griffin_lim_iters=50, trials_left=200, workers=2, threads=1,
+                       confirmation_seconds={math.inf: 900.0}, confirmation_runs=30)
+    assert limit.line().endswith("(before pruning); then the confirmation at full fidelity, 30 pair-runs: "
+                                 "15 min; in all about 65 min"), limit.line()
 
 
-def test_default_config_searches_four_settings_and_adam_only_when_switched_on():
+def test_default_config_screens_the_limit_and_adam_only_when_switched_on():
     settings = load_settings(REPO / "configs" / "default.yaml")
-    assert {"alpha", "beta", "filters", "activation"} <= set(settings.search)
+    assert {"alpha", "beta", "activation"} <= set(settings.search) and "filters" not in settings.search
+    assert math.isinf(settings.base_config().filters)  # docs/sweep.md: the limit screens (fidelity check)
+    precision, why = resolve_sweep_precision(load_settings(REPO / "configs" / "default.yaml"))
+    assert precision == "fp32" and ("limit" in why or "no fast bfloat16" in why)  # never bf16 for the limit
+    finite = load_settings(REPO / "configs" / "default.yaml", ["search.filters.enabled=true"])
+    assert finite.search["filters"].choices == (1024, 2048, 4096) and "filters" not in finite.fixed
     assert "optimizer" not in settings.search and settings.base_config().optimizer == "lbfgs"  # docs/sweep.md, Adam
     with_adam = load_settings(REPO / "configs" / "default.yaml", ["search.optimizer.enabled=true"])
     assert with_adam.search["optimizer"].choices == ("lbfgs", "adam")

@@ -63,7 +63,7 @@ def test_set_overrides_dotted_keys_and_reads_yaml_numbers():
     ("search.alpha.low=-1", "log-scale range needs low > 0"),
     ("search.alpha.lo=1", "search.alpha: unknown key 'lo'"),
     ("search.activation.choices=[relu, swish]", "must be one of"),
-    ("search.filters.choices=[]", "non-empty list"),
+    ("search.activation.choices=[]", "non-empty list"),
     ("fixed.bogus=1", "unknown setting 'fixed.bogus'"),
     ("fixed.alpha=0.1", "'alpha' is both fixed and searched"),
     ("fixed.seed=3", "study.seed"),

@@ -57,7 +57,7 @@ def resolve_sweep_precision(settings: SweepSettings) -> tuple[str, str]:
     if "precision" in settings.search:
         return "searched", "precision is a searched setting"
     if math.isinf(base.filters) and "filters" not in settings.search and precision == "bf16":
-        precision, why = "fp32", "the infinite-filter limit (filters inf) runs in float32 (its products are frames x frames)"
+        precision, why = "fp32", "the infinite-filter limit (filters inf) runs in float32 (frames x frames products)"
     settings.fixed["precision"] = precision
     return precision, why
 
@@ -130,14 +130,21 @@ class Projection:
             return ""
         low, high = min(self.confirmation_seconds.values()), max(self.confirmation_seconds.values())
         span = format_duration(low) if round(low) == round(high) else f"{format_duration(low)}-{format_duration(high)}"
-        return (f"; then the confirmation at full fidelity, {self.confirmation_runs} pair-runs: {span} "
-                f"(all at the smallest / the largest filter count)")
+        which = " (all at the smallest / the largest filter count)" if len(self.confirmation_seconds) > 1 else ""
+        return (f"; then the confirmation at full fidelity, {self.confirmation_runs} pair-runs: {span}{which}; "
+                f"in all about {format_duration(self.total_seconds)}")
+
+    @property
+    def total_seconds(self) -> float:
+        """The screen (filter counts drawn equally, before pruning) and the confirmation (its mean over them)."""
+        confirmation = self.confirmation_seconds.values()
+        return self.wall_seconds + (sum(confirmation) / len(confirmation) if confirmation else 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         return {"precision": self.precision, "reason": self.reason,
                 "seconds_per_trial": {str(k): v for k, v in self.seconds_per_trial.items()},
                 "mean_trial_seconds": self.mean_trial_seconds, "wall_seconds": self.wall_seconds,
-                "worst_wall_seconds": self.worst_wall_seconds,
+                "worst_wall_seconds": self.worst_wall_seconds, "total_seconds": self.total_seconds,
                 "trials_left": self.trials_left, "workers": self.workers, "threads": self.threads,
                 "parts": self.parts, "confirmation_seconds": {str(k): v for k, v in self.confirmation_seconds.items()},
                 "confirmation_runs": self.confirmation_runs, "line": self.line(), "machine": describe()}

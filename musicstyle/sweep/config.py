@@ -266,7 +266,9 @@ def parse_settings(data: Any, source: str, base_dir: Path = Path(".")) -> SweepS
         dimension = parse_dimension(name, spec, fixed, source)
         if dimension is None:
             continue
-        if name in fixed:
+        if name in fixed and isinstance(spec, dict) and "enabled" in spec:
+            fixed.pop(name)  # a switched dimension: on, it is searched; off, the fixed value holds
+        elif name in fixed:
             raise ConfigError(f"{source}: '{name}' is both fixed and searched (drop one, or set "
                               f"search.{name}.enabled: false)")
         search[name] = dimension
