@@ -24,6 +24,7 @@ import pandas as pd
 import yaml
 
 from musicstyle import campaign
+from musicstyle.cli import run_cli
 from musicstyle.measures import objective_measures
 from musicstyle.sweep.budget import resolve_sweep_precision
 from musicstyle.sweep.cli import build_parser, plan_from_args
@@ -115,4 +116,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_cli(main))  # a bad config or option: one line, exit 2

@@ -48,3 +48,16 @@ def test_agreement_on_known_rankings() -> None:
     assert same["trend rho"] > 0.999  # beta / alpha rises with the trial number, as the full score does
     few = agreement(rankings(frame(full[:10], full[:10]), "truth_score"))
     assert few["kept"] == KEEP and not few["passes"]  # 10 settings: every one is in the best 10
+
+
+def test_the_check_refuses_a_bad_promotion_fraction_in_one_line(tmp_path) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "benchmark/fidelity_check.py", "--set", "confirm.promote=1.5", "--out",
+                             str(tmp_path / "check")], cwd=repo, capture_output=True, text=True, timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "confirm.promote" in lines[0], result.stderr
+    assert not (tmp_path / "check").exists()

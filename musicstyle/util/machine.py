@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import getpass
 import os
 import platform
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import threadpoolctl
@@ -136,3 +138,21 @@ def keep_freed_memory() -> bool:
                     and libc.mallopt(m_trim_threshold, MALLOC_TRIM_THRESHOLD_BYTES))
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
+
+
+def compile_cache_per_capability() -> str | None:
+    """Give a process whose kernels are capped (ATEN_CPU_CAPABILITY, e.g. AVX2 emulation) its own inductor
+    disk cache, unless TORCHINDUCTOR_CACHE_DIR is set; the directory, or None where nothing changed.
+
+    Why: inductor's on-disk cache does not tell the cap apart, so a CPU kernel compiled natively (AVX-512)
+    was loaded under ATEN_CPU_CAPABILITY=avx2 on the same machine (and the reverse) and gave garbage
+    (tests/test_compile_cache.py). Called by the package's __init__, before any torch.compile (creating
+    one fixes inductor's cache directory for the process).
+    """
+    capability = "".join(ch for ch in os.environ.get("ATEN_CPU_CAPABILITY", "").lower() if ch.isalnum())
+    if not capability or "TORCHINDUCTOR_CACHE_DIR" in os.environ:
+        return None
+    user = "".join(ch for ch in getpass.getuser() if ch.isalnum() or ch in "-_") or "user"
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"torchinductor_{user}_{capability}")
+    return os.environ["TORCHINDUCTOR_CACHE_DIR"]
+
