@@ -16,7 +16,7 @@ import yaml
 import musicstyle.engine.network
 import musicstyle.engine.problem
 import musicstyle.util.machine
-from helpers import REPO, make_corpus
+from helpers import REPO, load, make_corpus
 from musicstyle.config import make_config
 from musicstyle.engine.network import resolve_precision
 from musicstyle.sweep.budget import Projection, resolve_sweep_precision
@@ -164,6 +164,8 @@ def test_tiny_default_like_sweep_projects_once_warns_never_and_varies_lr(tmp_pat
     text = (results / "tiny" / "results.md").read_text()
     assert "Precision used: fp32 (bf16: no fast bfloat16 products" in text
     assert "Machine: " in text and "Projected at the start: precision fp32" in text
+    parts = load(results, "tiny").user_attrs["projection"]["parts"]
+    assert {f"seconds_per_iteration_{a}" for a in ("relu", "leaky_relu", "elu", "selu")} <= set(parts)  # each timed
 
 
 def test_default_pruner_can_stop_a_trial_after_three_of_five_pairs(tmp_path):

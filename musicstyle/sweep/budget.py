@@ -5,9 +5,10 @@
     print(projection.line())                                 # one line: precision, why, s/trial, wall time
 
 The timing runs the first pair at each searched filter count (the cost's main knob besides frames and
-iterations) with `cores // workers` torch threads, as the workers run: after a one-iteration warm-up,
-the pair's problem is built (filters, content features, style target; timed apart) and L-BFGS runs
-TIMED_ITERATIONS iterations on it (seconds per loss evaluation); then Griffin-Lim and the fair
+iterations) and each searched activation (on the infinite-filter limit ELU and SELU run a series that
+costs more than ReLU's closed form; a trial is costed at their mean) with `cores // workers` torch
+threads, as the workers run: after a one-iteration warm-up, the pair's problem is built (filters, content
+features, style target; timed apart) and L-BFGS runs TIMED_ITERATIONS iterations on it (seconds per loss evaluation); then Griffin-Lim and the fair
 measures run once, and where the pair has a target the truth measures (its frontier once, then the run's
 measures). An iteration is projected at EVALUATIONS_PER_ITERATION evaluations, and a trial as every
 pair at that cost; pruning and Adam trials (one evaluation per step) only make it shorter. A config
@@ -38,7 +39,7 @@ from .config import SweepSettings, promoted
 from .objective import pair_config
 from .plan import SweepPlan
 
-TIMED_ITERATIONS = 5  # L-BFGS iterations timed per filter count, after a one-iteration warm-up
+TIMED_ITERATIONS = 5  # L-BFGS iterations timed per filter count and activation, after a one-iteration warm-up
 # Loss evaluations per L-BFGS iteration over a whole run, for the projection: the first iterations take
 # several (line searches from a poor start), which the short timed runs would otherwise extrapolate. The
 # value sits at the top of the range of the committed paper runs (results/paper/runs.csv: evaluations /
@@ -158,9 +159,11 @@ def _timed(action: Any) -> tuple[Any, float]:
 
 def time_pair_runs(plan: SweepPlan, base: TransferConfig, filters: list[int], threads: int
                    ) -> tuple[dict[int, float], dict[str, float], int]:
-    """Seconds of one pair-run at `base`'s fidelity per filter count (problem, L-BFGS at
-    EVALUATIONS_PER_ITERATION evaluations per iteration, Griffin-Lim, fair measures), timed on the first
-    pair with `threads` torch threads; the parts at the largest count; the frames."""
+    """Seconds of one pair-run at `base`'s fidelity per filter count, the mean over the searched activations
+    (problem, L-BFGS at EVALUATIONS_PER_ITERATION evaluations per iteration, Griffin-Lim, fair measures),
+    timed on the first pair with `threads` torch threads; the parts at the largest count; the frames."""
+    dimension = plan.settings.search.get("activation")
+    activations = list(dimension.choices) if dimension is not None and dimension.choices else [base.activation]
     device = resolve_device(base.device)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -180,14 +183,16 @@ def time_pair_runs(plan: SweepPlan, base: TransferConfig, filters: list[int], th
             return setup, result, seconds
 
         for count in filters:
-            config = base.replace(filters=count, iterations=TIMED_ITERATIONS)
-            run(config.replace(iterations=1))  # warm-up (the bf16 step compiles once per process)
-            setup, result, seconds = run(config)
-            per_evaluation = seconds / max(result.evaluations, 1)
-            per_iteration = per_evaluation * EVALUATIONS_PER_ITERATION
-            per_run[count] = setup + base.iterations * per_iteration
-            parts = {"setup_seconds": setup, "seconds_per_evaluation": per_evaluation,
-                     "seconds_per_iteration": per_iteration}
+            runs = []
+            for activation in activations:  # the limit's series activations cost more than ReLU's closed form
+                config = base.replace(filters=count, activation=activation, iterations=TIMED_ITERATIONS)
+                run(config.replace(iterations=1))  # warm-up (the bf16 step and the series compile once per process)
+                setup, result, seconds = run(config)
+                per_iteration = seconds / max(result.evaluations, 1) * EVALUATIONS_PER_ITERATION
+                runs.append(setup + base.iterations * per_iteration)
+                parts |= {f"seconds_per_iteration_{activation}": per_iteration}
+            per_run[count] = sum(runs) / len(runs)  # activations drawn equally
+            parts |= {"setup_seconds": setup, "seconds_per_iteration": (per_run[count] - setup) / base.iterations}
         clear_problem_cache()
         magnitude = magnitude_from_log(result.spectrogram)
         audio, t_gl = _timed(lambda: griffin_lim(magnitude, base.n_fft, base.hop, base.griffin_lim_iters,
