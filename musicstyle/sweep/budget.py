@@ -5,13 +5,13 @@
     print(projection.line())                                 # one line: precision, why, s/trial, wall time
 
 The timing runs the first pair at each searched filter count (the cost's main knob besides frames and
-iterations) and each searched activation (on the infinite-filter limit ELU and SELU run a series that
-costs more than ReLU's closed form; a trial is costed at their mean) with `cores // workers` torch
-threads, as the workers run: after a one-iteration warm-up, the pair's problem is built (filters, content
-features, style target; timed apart) and L-BFGS runs TIMED_ITERATIONS iterations on it (seconds per loss evaluation); then Griffin-Lim and the fair
-measures run once, and where the pair has a target the truth measures (its frontier once, then the run's
-measures). An iteration is projected at EVALUATIONS_PER_ITERATION evaluations, and a trial as every
-pair at that cost; pruning and Adam trials (one evaluation per step) only make it shorter. A config
+iterations) and each searched activation (on the infinite-filter limit ELU and SELU run a series that costs
+more than ReLU's closed form; a trial is costed at their mean) with `cores // workers` torch threads, as the
+workers run: after a one-iteration warm-up, the pair's problem is built (filters, content features, style
+target; timed apart) and L-BFGS runs TIMED_ITERATIONS iterations on it (seconds per loss evaluation); then
+Griffin-Lim and the fair measures run once, and where the pair has a target the truth measures (its frontier
+once, then the run's measures). An iteration is projected at EVALUATIONS_PER_ITERATION evaluations, and a
+trial as every pair at that cost; pruning and Adam trials (one evaluation per step) only make it shorter. A config
 with a `confirm` section is timed again at the full fidelity for the confirmation's own line.
 """
 
